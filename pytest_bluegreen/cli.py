@@ -1,0 +1,86 @@
+"""``bluegreen``: bring the reference stack up or down, switch colours, show status."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from pytest_bluegreen.colours import COLOURS, Colour, other_colour
+from pytest_bluegreen.config import load_config
+from pytest_bluegreen.errors import BluegreenError
+from pytest_bluegreen.stack import Progress, Stack
+
+
+def progress_printer() -> Progress:
+    """Progress lines on stderr, each with the time since the command started."""
+    start = time.monotonic()
+
+    def say(message: str) -> None:
+        print(f"[{time.monotonic() - start:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+    return say
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bluegreen", description=__doc__)
+    parser.add_argument("--project-dir", type=Path, default=Path.cwd())
+    parser.add_argument("--config", type=Path, help="settings file (default: pyproject.toml)")
+    parser.add_argument(
+        "-f",
+        "--compose-file",
+        type=Path,
+        action="append",
+        help="Compose file, repeatable and layered like 'docker compose -f a -f b'",
+    )
+    parser.add_argument("--project-name", help="Compose project name (default: from settings)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="build and start the stack, every service healthy")
+    up.add_argument("--colour", choices=COLOURS, action="append", help="colours to start")
+    up.add_argument("--live", choices=COLOURS, default="blue", help="live colour on a new stack")
+    down = commands.add_parser("down", help="stop and remove the stack's containers")
+    down.add_argument("--volumes", action="store_true", help="also delete the database volume")
+    switch = commands.add_parser("switch", help="send new requests to a colour (runtime API)")
+    switch.add_argument("colour", nargs="?", choices=COLOURS, help="default: the idle colour")
+    commands.add_parser("status", help="live colour and the state of every server")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(
+            args.project_dir, args.config, args.compose_file, project_name=args.project_name
+        )
+        stack = Stack(config, progress=progress_printer())
+        if args.command == "up":
+            colours: list[Colour] = args.colour or list(COLOURS)
+            stack.up(colours, live=args.live)
+            print(f"live colour: {stack.router.active_colour()}; public URL: {config.public_url}")
+        elif args.command == "down":
+            stack.down(volumes=args.volumes)
+        elif args.command == "switch":
+            router = stack.router
+            target: Colour = args.colour or other_colour(router.active_colour())
+            result = router.switch(target)
+            print(
+                f"switched {result.from_colour} -> {result.to_colour} in {result.total_ms:.1f} ms "
+                f"(preflight {result.preflight_ms:.1f}, set map {result.switch_ms:.1f}, "
+                f"persist {result.persist_ms:.1f}, verify {result.verify_ms:.1f})"
+            )
+        elif args.command == "status":
+            router = stack.router
+            print(f"live colour: {router.active_colour()}")
+            for colour in COLOURS:
+                for server in router.servers(colour):
+                    print(f"  {colour:5} {server.backend}/{server.server}: {server.status}")
+    except BluegreenError as exc:
+        print(f"bluegreen: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Docker Compose, v2 (``docker compose``) where present, else v1 (``docker-compose``)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pytest_bluegreen.errors import ComposeError, DockerUnavailable
+
+Runner = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+def detect_compose_command(run: Runner = subprocess.run) -> tuple[str, ...]:
+    """Return the argv prefix of the Compose available here, v2 first."""
+    if shutil.which("docker"):
+        try:
+            probe = run(
+                ["docker", "compose", "version"], capture_output=True, text=True, timeout=20
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            probe = None
+        if probe is not None and probe.returncode == 0:
+            return ("docker", "compose")
+    if shutil.which("docker-compose"):
+        return ("docker-compose",)
+    raise DockerUnavailable(
+        "neither 'docker compose' (v2) nor 'docker-compose' (v1) is installed; "
+        "run scripts/ensure-docker.sh or install Docker Compose"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Compose:
+    """One Compose project: its files, name, directory and environment."""
+
+    command: tuple[str, ...]
+    files: tuple[Path, ...]
+    project_name: str
+    project_dir: Path
+    env: Mapping[str, str]
+    run_process: Runner = subprocess.run
+
+    def argv(self, *args: str) -> list[str]:
+        argv = [*self.command, "--project-name", self.project_name]
+        argv += ["--project-directory", str(self.project_dir)]
+        for path in self.files:
+            argv += ["-f", str(path)]
+        return [*argv, *args]
+
+    def run(
+        self, *args: str, timeout: float | None = 900, capture: bool = True, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run one Compose command; a failure raises :class:`ComposeError` with its output."""
+        argv = self.argv(*args)
+        try:
+            result = self.run_process(
+                argv,
+                cwd=self.project_dir,
+                env=dict(self.env),
+                capture_output=capture,
+                text=True,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired:
+            raise ComposeError(f"'{' '.join(args)}' did not finish within {timeout}s") from None
+        if check and result.returncode != 0:
+            output = ((result.stderr or "") + (result.stdout or "")).strip()
+            tail = "\n".join(output.splitlines()[-30:])
+            raise ComposeError(f"'{' '.join(args)}' failed (exit {result.returncode}):\n{tail}")
+        return result
+
+    def validate(self) -> None:
+        self.run("config", "--quiet", timeout=60)
+
+    def build(self, services: Sequence[str]) -> None:
+        self.run("build", *services, timeout=1800)
+
+    def up(self, services: Sequence[str], *, no_deps: bool = True) -> None:
+        flags = ["-d", "--no-build"] + (["--no-deps"] if no_deps else [])
+        self.run("up", *flags, *services, timeout=300)
+
+    def stop(self, services: Sequence[str], timeout_s: int = 10) -> None:
+        self.run("stop", "-t", str(timeout_s), *services, timeout=120)
+
+    def remove(self, services: Sequence[str]) -> None:
+        self.run("rm", "-f", "-s", *services, timeout=120)
+
+    def down(self, *, volumes: bool = False) -> None:
+        self.run("down", "--remove-orphans", *(["--volumes"] if volumes else []), timeout=300)
+
+    def restart(self, services: Sequence[str]) -> None:
+        self.run("restart", *services, timeout=120)
+
+    def container_ids(self, service: str, *, all_states: bool = False) -> list[str]:
+        args = ["ps", "-q", *(["-a"] if all_states else []), service]
+        out = self.run(*args, timeout=60).stdout
+        return [line.strip() for line in out.splitlines() if line.strip()]
+
+    def run_once(self, service: str, command: Sequence[str], timeout: float = 300) -> str:
+        """Run ``command`` in a fresh, removed container of ``service`` (no dependencies)."""
+        result = self.run("run", "--rm", "--no-deps", "-T", service, *command, timeout=timeout)
+        return result.stdout

@@ -1,0 +1,246 @@
+"""Typed, validated settings of a blue-green stack.
+
+Settings come from ``[tool.bluegreen]`` in ``pyproject.toml`` (or a ``bluegreen.toml``), and the
+stack's environment from the shell overlaid on its ``.env`` file, which is what Compose sees too.
+Every unknown key or wrong value is a :class:`ConfigError` that names it, raised before anything
+is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import tomllib
+
+from pytest_bluegreen.colours import Colour
+from pytest_bluegreen.errors import ConfigError
+
+CONFIG_FILES: Final = ("pyproject.toml", "bluegreen.toml")
+PROJECT_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_-]*")
+
+# Where the admin socket and the map file live inside the loadbalancer container.
+LB_STATE_IN_CONTAINER: Final = "/var/lib/bluegreen"
+
+
+@dataclass(frozen=True, slots=True)
+class StackConfig:
+    """Everything needed to drive one blue-green stack."""
+
+    project_dir: Path
+    compose_files: tuple[Path, ...] = ()
+    project_name: str = "aptos"
+    state_dir: Path = Path(".bluegreen")
+    env_file: Path = Path(".env")
+    db_service: str = "db"
+    loadbalancer_service: str = "loadbalancer"
+    # Service name patterns of one colour; "{colour}" is replaced by blue or green.
+    colour_services: tuple[str, ...] = ("backend-{colour}", "frontend-{colour}")
+    # The service whose image runs the Django management commands (migrate, seed).
+    migrate_service: str = "backend-{colour}"
+    # HAProxy backends that serve one colour, checked before a switch.
+    router_backends: tuple[str, ...] = ("api_{colour}", "web_{colour}")
+    public_host: str = "localhost"
+    healthy_timeout_s: float = 180.0
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def services_of(self, colour: Colour) -> tuple[str, ...]:
+        return tuple(pattern.format(colour=colour) for pattern in self.colour_services)
+
+    def backends_of(self, colour: Colour) -> tuple[str, ...]:
+        return tuple(pattern.format(colour=colour) for pattern in self.router_backends)
+
+    @property
+    def lb_state_dir(self) -> Path:
+        """Host side of the loadbalancer's state mount: map file and admin socket."""
+        return self.state_dir / "lb"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.state_dir / "tls"
+
+    @property
+    def ca_file(self) -> Path:
+        """The stack's self-signed certificate, for clients to verify HTTPS against."""
+        return self.tls_dir / "ca.pem"
+
+    @property
+    def admin_socket(self) -> Path:
+        return self.lb_state_dir / "admin.sock"
+
+    @property
+    def map_file(self) -> Path:
+        return self.lb_state_dir / "active.map"
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """The stack's environment as Compose sees it: the env file, overridden by ``env``."""
+        merged = {**read_env_file(self.env_file), **self.env}
+        merged["BLUEGREEN_STATE_DIR"] = str(self.state_dir)
+        return merged
+
+    def port(self, name: str, default: int) -> int:
+        raw = self.environment.get(name, str(default))
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} in the environment is not a port number") from None
+
+    @property
+    def public_url(self) -> str:
+        return f"https://{self.public_host}:{self.port('PUBLIC_HTTPS_PORT', 443)}"
+
+    @property
+    def public_http_url(self) -> str:
+        return f"http://{self.public_host}:{self.port('PUBLIC_HTTP_PORT', 80)}"
+
+    def preview_url(self, colour: Colour) -> str:
+        """The idle-colour route: that colour only, never the live traffic."""
+        default = 8441 if colour == "blue" else 8442
+        return f"https://127.0.0.1:{self.port(f'PREVIEW_{colour.upper()}_PORT', default)}"
+
+    @property
+    def stats_url(self) -> str:
+        return f"http://127.0.0.1:{self.port('STATS_PORT', 8404)}/stats"
+
+
+_FIELD_TYPES: Final[dict[str, type]] = {
+    "compose_files": list,
+    "project_name": str,
+    "state_dir": str,
+    "env_file": str,
+    "db_service": str,
+    "loadbalancer_service": str,
+    "colour_services": list,
+    "migrate_service": str,
+    "router_backends": list,
+    "public_host": str,
+    "healthy_timeout_s": float,
+}
+
+
+def load_config(
+    project_dir: Path,
+    config_file: Path | None = None,
+    compose_files: list[Path] | None = None,
+    environ: Mapping[str, str] | None = None,
+    project_name: str | None = None,
+) -> StackConfig:
+    """Read and validate the settings of the stack in ``project_dir``.
+
+    ``compose_files`` and ``project_name`` (from the command line) replace the configured ones.
+    ``environ`` (default: this process's environment) overrides the stack's env file.
+    """
+    project_dir = project_dir.resolve()
+    table = _read_table(project_dir, config_file)
+    values = _validate(table)
+    if project_name is not None:
+        values["project_name"] = project_name
+    if not PROJECT_NAME.fullmatch(values.get("project_name", "aptos")):
+        raise ConfigError(
+            f"bluegreen.project_name {values['project_name']!r} must be lowercase letters, "
+            "digits, '-' or '_', starting with a letter or digit"
+        )
+    files = compose_files or [Path(f) for f in values.pop("compose_files", [])]
+    if not files:
+        files = [Path("docker-compose.blue-green.yml")]
+    resolved = tuple(f if f.is_absolute() else project_dir / f for f in files)
+    for compose_file in resolved:
+        if not compose_file.is_file():
+            raise ConfigError(f"compose file not found: {compose_file}")
+    state_dir = _under(project_dir, values.pop("state_dir", ".bluegreen"))
+    env_file = _under(project_dir, values.pop("env_file", ".env"))
+    env = dict(os.environ if environ is None else environ)
+    return StackConfig(
+        project_dir=project_dir,
+        compose_files=resolved,
+        state_dir=state_dir,
+        env_file=env_file,
+        env=env,
+        **values,
+    )
+
+
+def _under(project_dir: Path, value: str) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() else project_dir / path
+
+
+def _read_table(project_dir: Path, config_file: Path | None) -> dict[str, Any]:
+    if config_file is not None:
+        path = config_file if config_file.is_absolute() else project_dir / config_file
+        if not path.is_file():
+            raise ConfigError(f"configuration file not found: {path}")
+        candidates = [path]
+    else:
+        candidates = [project_dir / name for name in CONFIG_FILES if (project_dir / name).is_file()]
+    for path in candidates:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+        if path.name == "pyproject.toml":
+            section = data.get("tool", {}).get("bluegreen")
+            if section is None:
+                continue
+        else:
+            section = data.get("tool", {}).get("bluegreen", data)
+        if not isinstance(section, dict):
+            raise ConfigError(f"{path}: [tool.bluegreen] must be a table")
+        return dict(section)
+    return {}
+
+
+def _validate(table: dict[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key, raw in table.items():
+        value: Any = raw
+        expected = _FIELD_TYPES.get(key)
+        if expected is None:
+            known = ", ".join(sorted(_FIELD_TYPES))
+            raise ConfigError(f"unknown key bluegreen.{key} (known keys: {known})")
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(raw if expected is not float else value, expected) or isinstance(
+            value, bool
+        ):
+            raise ConfigError(
+                f"bluegreen.{key} must be a {expected.__name__}, not {type(value).__name__} "
+                f"({value!r})"
+            )
+        if expected is list:
+            if not value or not all(isinstance(item, str) and item for item in value):
+                raise ConfigError(f"bluegreen.{key} must be a non-empty list of strings")
+            if key in ("colour_services", "router_backends") and not all(
+                "{colour}" in item for item in value
+            ):
+                raise ConfigError(f"bluegreen.{key}: every entry must contain '{{colour}}'")
+            value = value if key == "compose_files" else tuple(value)
+        if expected is float and value <= 0:
+            raise ConfigError(f"bluegreen.{key} must be positive, not {value!r}")
+        values[key] = value
+    return values
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse a Compose ``.env`` file: ``KEY=VALUE`` lines, comments, optional quotes."""
+    if not path.is_file():
+        return {}
+    env: dict[str, str] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise ConfigError(f"{path}:{number}: expected KEY=VALUE, got {line!r}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        env[key] = value
+    return env

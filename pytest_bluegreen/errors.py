@@ -1,0 +1,27 @@
+"""Errors a user can act on: each message says what went wrong and what to do."""
+
+from __future__ import annotations
+
+
+class BluegreenError(Exception):
+    """Base of every error pytest-bluegreen raises on purpose."""
+
+
+class ConfigError(BluegreenError):
+    """The configuration is missing, unreadable, or has a wrong key or value."""
+
+
+class DockerUnavailable(BluegreenError):
+    """No Docker engine or no Compose can be reached."""
+
+
+class ComposeError(BluegreenError):
+    """A Compose command failed; the message carries its output."""
+
+
+class StackError(BluegreenError):
+    """A service of the stack did not start or did not become healthy."""
+
+
+class RouterError(BluegreenError):
+    """HAProxy's runtime API is unreachable or refused a command."""

@@ -1,0 +1,215 @@
+"""HAProxy as the traffic router: read and switch the live colour through the runtime API.
+
+A switch never reloads HAProxy: ``set map`` changes the live colour for the next request, keep-alive
+connections included, and the map file is rewritten atomically so the colour survives a restart.
+The steps follow what measured well (see the design notes): preflight, switch, persist, verify.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from pytest_bluegreen.colours import Colour, is_colour
+from pytest_bluegreen.errors import RouterError
+
+MAP_KEY: Final = "active"
+
+
+class RuntimeAPI:
+    """HAProxy's admin socket, one command per connection (its non-interactive mode)."""
+
+    def __init__(self, socket_path: Path, timeout_s: float = 3.0) -> None:
+        self.socket_path = socket_path
+        self.timeout_s = timeout_s
+
+    def execute(self, command: str) -> str:
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(self.timeout_s)
+                sock.connect(str(self.socket_path))
+                sock.sendall(command.encode() + b"\n")
+                chunks = []
+                while chunk := sock.recv(65536):
+                    chunks.append(chunk)
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            raise RouterError(
+                f"HAProxy's runtime API is not reachable at {self.socket_path} ({exc.strerror}); "
+                "is the loadbalancer running?"
+            ) from None
+        except OSError as exc:
+            raise RouterError(f"HAProxy's runtime API at {self.socket_path}: {exc}") from None
+        return b"".join(chunks).decode("utf-8", "replace")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerState:
+    """One server line of ``show stat``."""
+
+    backend: str
+    server: str
+    status: str  # UP, DOWN, MAINT, "UP 1/2", "no check", ...
+    current_sessions: int
+    queued: int
+
+    @property
+    def up(self) -> bool:
+        return self.status == "UP"
+
+
+def parse_show_stat(text: str) -> list[ServerState]:
+    """The server rows of ``show stat`` CSV (frontend and backend summary rows are left out)."""
+    lines = text.strip().splitlines()
+    if not lines or not lines[0].startswith("# "):
+        raise RouterError(f"unexpected 'show stat' answer: {text[:200]!r}")
+    rows = csv.DictReader([lines[0][2:], *lines[1:]])
+    return [
+        ServerState(
+            backend=row["pxname"],
+            server=row["svname"],
+            status=row["status"],
+            current_sessions=int(row["scur"] or 0),
+            queued=int(row["qcur"] or 0),
+        )
+        for row in rows
+        if row["svname"] not in ("FRONTEND", "BACKEND")
+    ]
+
+
+def parse_show_map(text: str) -> dict[str, str]:
+    """``show map`` lines are ``<id> <key> <value>``."""
+    entries: dict[str, str] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3:
+            entries[parts[1]] = parts[2]
+        elif line.strip():
+            raise RouterError(f"unexpected 'show map' line: {line!r}")
+    return entries
+
+
+def write_map_file(path: Path, colour: Colour) -> None:
+    """Rewrite the map file atomically: temporary file, fsync, rename, fsync of the folder."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="ascii") as handle:
+        handle.write(f"{MAP_KEY} {colour}\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def read_map_file(path: Path) -> Colour | None:
+    if not path.is_file():
+        return None
+    for line in path.read_text(encoding="ascii").splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == MAP_KEY and is_colour(parts[1]):
+            return parts[1]
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchResult:
+    """How one switch went, each step in milliseconds."""
+
+    from_colour: Colour
+    to_colour: Colour
+    preflight_ms: float
+    switch_ms: float
+    persist_ms: float
+    verify_ms: float
+
+    @property
+    def total_ms(self) -> float:
+        return self.preflight_ms + self.switch_ms + self.persist_ms + self.verify_ms
+
+
+class HAProxyRouter:
+    """The live colour, as HAProxy itself holds it."""
+
+    def __init__(
+        self,
+        api: RuntimeAPI,
+        map_file: Path,
+        map_in_container: str,
+        backends_of: Callable[[Colour], Sequence[str]],
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.api = api
+        self.map_file = map_file
+        self.map_in_container = map_in_container
+        self.backends_of = backends_of
+        self._clock = clock
+
+    def active_colour(self) -> Colour:
+        entries = parse_show_map(self.api.execute(f"show map {self.map_in_container}"))
+        value = entries.get(MAP_KEY)
+        if not is_colour(value):
+            raise RouterError(f"HAProxy's map {self.map_in_container} has no valid {MAP_KEY!r}")
+        return value
+
+    def servers(self, colour: Colour) -> list[ServerState]:
+        backends = set(self.backends_of(colour))
+        states = [
+            s for s in parse_show_stat(self.api.execute("show stat")) if s.backend in backends
+        ]
+        missing = backends - {s.backend for s in states}
+        if missing:
+            raise RouterError(f"HAProxy has no backend named {', '.join(sorted(missing))}")
+        return states
+
+    def not_ready(self, colour: Colour) -> list[ServerState]:
+        """The servers of ``colour`` that HAProxy does not see UP."""
+        return [s for s in self.servers(colour) if not s.up]
+
+    def wait_ready(self, colour: Colour, timeout_s: float) -> None:
+        """Wait (bounded) until HAProxy's own health checks see every server of ``colour`` UP."""
+        deadline = self._clock() + timeout_s
+        while down := self.not_ready(colour):
+            if self._clock() >= deadline:
+                listing = ", ".join(f"{s.backend}/{s.server} {s.status}" for s in down)
+                raise RouterError(
+                    f"{colour} is not UP in HAProxy after {timeout_s:.0f}s: {listing}"
+                )
+            time.sleep(0.2)
+
+    def switch(self, to_colour: Colour) -> SwitchResult:
+        """Send new requests to ``to_colour``: preflight, ``set map``, persist, verify."""
+        clock = self._clock
+        start = clock()
+        from_colour = self.active_colour()
+        down = self.not_ready(to_colour)
+        if down:
+            listing = ", ".join(f"{s.backend}/{s.server} {s.status}" for s in down)
+            raise RouterError(f"refusing to switch to {to_colour}: not UP in HAProxy: {listing}")
+        preflight_done = clock()
+        answer = self.api.execute(f"set map {self.map_in_container} {MAP_KEY} {to_colour}")
+        if answer.strip():
+            raise RouterError(f"HAProxy refused 'set map': {answer.strip()}")
+        switched = clock()
+        write_map_file(self.map_file, to_colour)
+        persisted = clock()
+        now_active = self.active_colour()
+        if now_active != to_colour:
+            raise RouterError(f"switch to {to_colour} did not hold: HAProxy serves {now_active}")
+        verified = clock()
+        return SwitchResult(
+            from_colour=from_colour,
+            to_colour=to_colour,
+            preflight_ms=(preflight_done - start) * 1000,
+            switch_ms=(switched - preflight_done) * 1000,
+            persist_ms=(persisted - switched) * 1000,
+            verify_ms=(verified - persisted) * 1000,
+        )

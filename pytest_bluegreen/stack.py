@@ -1,0 +1,189 @@
+"""The Compose stack of one blue-green deployment: prepare, build, bring up, take down.
+
+Bring-up is ordered so that a bad input fails before anything starts (Compose file, images,
+HAProxy's configuration), and a failure while starting removes what this call started.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Final
+
+from pytest_bluegreen.colours import Colour
+from pytest_bluegreen.compose import Compose, detect_compose_command
+from pytest_bluegreen.config import LB_STATE_IN_CONTAINER, StackConfig
+from pytest_bluegreen.engine import DockerEngine
+from pytest_bluegreen.errors import BluegreenError, StackError
+from pytest_bluegreen.router import HAProxyRouter, RuntimeAPI, read_map_file, write_map_file
+from pytest_bluegreen.tls import ensure_certificate
+
+Progress = Callable[[str], None]
+
+# Values generated into a new env file; everything else is copied from the example.
+GENERATED_SECRETS: Final = ("POSTGRES_PASSWORD", "DJANGO_SECRET_KEY", "STATS_PASSWORD")
+HAPROXY_CONFIG_IN_CONTAINER: Final = "/usr/local/etc/haproxy/haproxy.cfg"
+
+
+def ensure_env_file(path: Path, example: Path, environ: dict[str, str]) -> bool:
+    """Write ``path`` from ``example`` with fresh random secrets, unless it exists.
+
+    Values set in ``environ`` (for example ``BASE_IMAGE``) win over the example's. Returns True
+    when it wrote the file.
+    """
+    if path.exists():
+        return False
+    lines = example.read_text(encoding="utf-8").splitlines() if example.is_file() else []
+    out: list[str] = []
+    for line in lines:
+        key, sep, _ = line.partition("=")
+        key = key.strip()
+        if sep and not key.startswith("#"):
+            if key in GENERATED_SECRETS:
+                size = 48 if key == "DJANGO_SECRET_KEY" else 24
+                line = f"{key}={secrets.token_urlsafe(size)}"
+            elif key in environ:
+                line = f"{key}={environ[key]}"
+        out.append(line)
+    present = {line.partition("=")[0].strip() for line in out}
+    out += [f"{key}={secrets.token_urlsafe(24)}" for key in GENERATED_SECRETS if key not in present]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(out) + "\n")
+    return True
+
+
+class Stack:
+    """One blue-green Compose project, with its Docker engine and HAProxy router."""
+
+    def __init__(
+        self,
+        config: StackConfig,
+        progress: Progress = lambda message: None,
+        engine: DockerEngine | None = None,
+        compose_command: tuple[str, ...] | None = None,
+    ) -> None:
+        self.config = config
+        self.progress = progress
+        self.engine = engine or DockerEngine()
+        self._compose_command = compose_command or detect_compose_command()
+
+    @property
+    def compose(self) -> Compose:
+        """Built per use: the environment follows the env file, which prepare() may write."""
+        return Compose(
+            command=self._compose_command,
+            files=self.config.compose_files,
+            project_name=self.config.project_name,
+            project_dir=self.config.project_dir,
+            env=self.config.environment,
+        )
+
+    @property
+    def router(self) -> HAProxyRouter:
+        return HAProxyRouter(
+            api=RuntimeAPI(self.config.admin_socket),
+            map_file=self.config.map_file,
+            map_in_container=f"{LB_STATE_IN_CONTAINER}/{self.config.map_file.name}",
+            backends_of=self.config.backends_of,
+        )
+
+    def prepare(self, live: Colour = "blue") -> None:
+        """Make the env file, certificate and map file the stack needs; keep existing ones."""
+        cfg = self.config
+        if ensure_env_file(cfg.env_file, cfg.project_dir / ".env.example", dict(cfg.env)):
+            self.progress(f"wrote {cfg.env_file} with new random secrets")
+        cfg.lb_state_dir.mkdir(parents=True, exist_ok=True)
+        if ensure_certificate(cfg.tls_dir / "site.pem", (cfg.public_host, "localhost")):
+            self.progress(f"made a self-signed certificate in {cfg.tls_dir}")
+        if read_map_file(cfg.map_file) is None:
+            write_map_file(cfg.map_file, live)
+
+    def check_haproxy_config(self) -> None:
+        """Run ``haproxy -c`` in a throwaway loadbalancer container: bad configs never start."""
+        lb = self.config.loadbalancer_service
+        try:
+            self.compose.run_once(lb, ["haproxy", "-c", "-f", HAPROXY_CONFIG_IN_CONTAINER], 120)
+        except BluegreenError as exc:
+            raise StackError(f"HAProxy rejects its configuration:\n{exc}") from None
+
+    def up(self, colours: Sequence[Colour] = ("blue", "green"), live: Colour = "blue") -> None:
+        """Build and start the database, ``colours`` and the loadbalancer, all healthy."""
+        cfg = self.config
+        start = time.monotonic()
+        self.compose.validate()
+        self.prepare(live)
+        colour_services = [s for c in colours for s in cfg.services_of(c)]
+        services = [cfg.db_service, *colour_services, cfg.loadbalancer_service]
+        self.progress(f"building {', '.join(services)}")
+        self.compose.build(services)
+        running_before = set(self.running_services(services))
+        try:
+            self.check_haproxy_config()
+            self.start([cfg.db_service])
+            if colours:
+                self.migrate(colours[0])
+            self.start(colour_services)
+            self.start([cfg.loadbalancer_service])
+            for colour in colours:
+                self.router.wait_ready(colour, timeout_s=60)
+        except BluegreenError:
+            self._remove_started(services, running_before)
+            raise
+        self.progress(f"stack healthy in {time.monotonic() - start:.1f}s")
+
+    def start(self, services: Sequence[str]) -> None:
+        self.progress(f"starting {', '.join(services)}")
+        self.compose.up(services)
+        self.wait_healthy(services, self.config.healthy_timeout_s)
+
+    def migrate(self, colour: Colour) -> None:
+        """Apply the schema and the seed data with ``colour``'s image."""
+        service = self.config.migrate_service.format(colour=colour)
+        self.progress(f"migrating the database with {service}")
+        self.compose.run_once(service, ["python3", "manage.py", "migrate", "--noinput"])
+        self.compose.run_once(service, ["python3", "manage.py", "seed_aptos"])
+
+    def running_services(self, services: Iterable[str]) -> list[str]:
+        return [s for s in services if self.compose.container_ids(s)]
+
+    def wait_healthy(self, services: Sequence[str], timeout_s: float) -> None:
+        """Wait (bounded) until Docker reports every container of ``services`` healthy."""
+        deadline = time.monotonic() + timeout_s
+        pending = list(services)
+        while pending:
+            for service in list(pending):
+                ids = self.compose.container_ids(service, all_states=True)
+                if not ids:
+                    raise StackError(f"{service} has no container")
+                states = [self.engine.state(i) for i in ids]
+                failed = [s for s in states if s.failed]
+                if failed:
+                    logs = self.engine.logs(failed[0].id)
+                    raise StackError(f"{service} is {failed[0].describe()}; its last logs:\n{logs}")
+                if all(s.ready for s in states):
+                    pending.remove(service)
+                    self.progress(f"{service} healthy")
+            if pending and time.monotonic() >= deadline:
+                raise StackError(f"not healthy after {timeout_s:.0f}s: {', '.join(pending)}")
+            if pending:
+                time.sleep(0.5)
+
+    def down(self, *, volumes: bool = False) -> None:
+        self.progress("removing the stack" + (" and its volumes" if volumes else ""))
+        self.compose.down(volumes=volumes)
+
+    def _remove_started(self, services: Sequence[str], running_before: set[str]) -> None:
+        """After a failed bring-up, remove what this call started (keep what ran before)."""
+        started = [s for s in services if s not in running_before]
+        try:
+            if not running_before:
+                self.compose.down()
+            elif started:
+                self.compose.remove(started)
+        except BluegreenError as exc:
+            self.progress(f"warning: cleaning up after the failure failed too: {exc}")

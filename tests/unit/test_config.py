@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pytest_bluegreen.config import load_config, read_env_file
+from pytest_bluegreen.errors import ConfigError
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "docker-compose.blue-green.yml").write_text("services: {}\n")
+    return tmp_path
+
+
+def write_pyproject(project: Path, body: str) -> None:
+    (project / "pyproject.toml").write_text(f"[tool.bluegreen]\n{body}\n")
+
+
+def test_defaults_without_settings(project: Path) -> None:
+    config = load_config(project, environ={})
+    assert config.project_name == "aptos"
+    assert config.compose_files == (project / "docker-compose.blue-green.yml",)
+    assert config.services_of("green") == ("backend-green", "frontend-green")
+    assert config.backends_of("blue") == ("api_blue", "web_blue")
+    assert config.admin_socket == project / ".bluegreen" / "lb" / "admin.sock"
+    assert config.public_url == "https://localhost:443"
+    assert config.preview_url("green") == "https://127.0.0.1:8442"
+
+
+def test_pyproject_table_is_read(project: Path) -> None:
+    write_pyproject(project, 'project_name = "shop"\nhealthy_timeout_s = 30\nstate_dir = "/srv/bg"')
+    config = load_config(project, environ={})
+    assert config.project_name == "shop"
+    assert config.healthy_timeout_s == 30.0
+    assert config.state_dir == Path("/srv/bg")
+
+
+def test_bluegreen_toml_used_when_pyproject_has_no_table(project: Path) -> None:
+    (project / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    (project / "bluegreen.toml").write_text('project_name = "other"\n')
+    assert load_config(project, environ={}).project_name == "other"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("colour = 'blue'", "unknown key bluegreen.colour"),
+        ("project_name = 3", "bluegreen.project_name must be a str, not int"),
+        ("healthy_timeout_s = -1", "bluegreen.healthy_timeout_s must be positive"),
+        ("healthy_timeout_s = true", "bluegreen.healthy_timeout_s must be a float"),
+        ("colour_services = ['backend']", "must contain '{colour}'"),
+        ("compose_files = []", "bluegreen.compose_files must be a non-empty list"),
+        ("project_name = 'My App'", "bluegreen.project_name 'My App' must be lowercase"),
+        ("compose_files = ['missing.yml']", "compose file not found"),
+        ("project_name = ", "is not valid TOML"),
+    ],
+)
+def test_bad_settings_name_the_key(project: Path, body: str, message: str) -> None:
+    write_pyproject(project, body)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        load_config(project, environ={})
+
+
+def test_missing_config_file_is_an_error(project: Path) -> None:
+    with pytest.raises(ConfigError, match="configuration file not found"):
+        load_config(project, config_file=Path("nope.toml"), environ={})
+
+
+def test_command_line_compose_files_replace_configured_ones(project: Path) -> None:
+    override = project / "override.yml"
+    override.write_text("services: {}\n")
+    config = load_config(project, compose_files=[Path("override.yml")], environ={})
+    assert config.compose_files == (override,)
+
+
+def test_environment_overrides_env_file(project: Path) -> None:
+    (project / ".env").write_text(
+        "# comment\nPUBLIC_HTTPS_PORT=8443\nSTATS_PORT='9404'\nPOSTGRES_PASSWORD=\"s3cret\"\n"
+    )
+    config = load_config(project, environ={"PUBLIC_HTTPS_PORT": "18443"})
+    assert config.public_url == "https://localhost:18443"
+    assert config.stats_url == "http://127.0.0.1:9404/stats"
+    assert config.environment["POSTGRES_PASSWORD"] == "s3cret"
+    assert config.environment["BLUEGREEN_STATE_DIR"] == str(project / ".bluegreen")
+
+
+def test_bad_port_is_an_error(project: Path) -> None:
+    config = load_config(project, environ={"PUBLIC_HTTPS_PORT": "https"})
+    with pytest.raises(ConfigError, match="PUBLIC_HTTPS_PORT='https'"):
+        _ = config.public_url
+
+
+def test_env_file_syntax_error_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / ".env"
+    path.write_text("GOOD=1\nthis is not an assignment\n")
+    with pytest.raises(ConfigError, match=r"\.env:2: expected KEY=VALUE"):
+        read_env_file(path)
