@@ -115,8 +115,8 @@ class Stack:
         """Build and start the database, ``colours`` and the loadbalancer, all healthy."""
         cfg = self.config
         start = time.monotonic()
-        self.compose.validate()
         self.prepare(live)
+        self.compose.validate()
         colour_services = [s for c in colours for s in cfg.services_of(c)]
         services = [cfg.db_service, *colour_services, cfg.loadbalancer_service]
         self.progress(f"building {', '.join(services)}")
