@@ -41,8 +41,15 @@ class DockerEngine:
     def __init__(self, client: Any | None = None) -> None:
         try:
             self._client = client or docker.from_env(timeout=30)
+        except docker.errors.DockerException as exc:
+            raise DockerUnavailable(
+                f"cannot reach the Docker daemon ({exc}); start it, e.g. with "
+                "scripts/ensure-docker.sh, or set DOCKER_HOST"
+            ) from None
+        try:
             self._client.ping()
         except docker.errors.DockerException as exc:
+            self._client.close()
             raise DockerUnavailable(
                 f"cannot reach the Docker daemon ({exc}); start it, e.g. with "
                 "scripts/ensure-docker.sh, or set DOCKER_HOST"

@@ -83,11 +83,11 @@ def parse_show_stat(text: str) -> list[ServerState]:
 
 
 def parse_show_map(text: str) -> dict[str, str]:
-    """``show map`` lines are ``<id> <key> <value>``."""
+    """``show map`` lines are ``<0xid> <key> <value>``; anything else is HAProxy's error text."""
     entries: dict[str, str] = {}
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) == 3:
+        if len(parts) == 3 and parts[0].startswith("0x"):
             entries[parts[1]] = parts[2]
         elif line.strip():
             raise RouterError(f"unexpected 'show map' line: {line!r}")

@@ -1,4 +1,4 @@
-"""The self-signed certificate HAProxy serves, made at setup time and never committed."""
+"""The certificate HAProxy serves, made at setup time by a local CA and never committed."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 RENEW_BEFORE = datetime.timedelta(days=14)
 
@@ -21,7 +21,7 @@ def certificate_valid(pem_path: Path, now: datetime.datetime | None = None) -> b
     if not pem_path.is_file() or not ca_path(pem_path).is_file():
         return False
     try:
-        cert = x509.load_pem_x509_certificate(pem_path.read_bytes())
+        cert = x509.load_pem_x509_certificate(pem_path.read_bytes())  # the first: the server's
     except ValueError:
         return False
     now = now or datetime.datetime.now(datetime.timezone.utc)
@@ -34,35 +34,66 @@ def ensure_certificate(
     addresses: Sequence[str] = ("127.0.0.1", "::1"),
     days: int = 365,
 ) -> bool:
-    """Write a self-signed certificate and its key into one PEM file (HAProxy's ``crt`` form).
+    """Write a server certificate, its chain and its key into one PEM file (HAProxy's ``crt``).
 
-    The certificate alone goes beside it as ``ca.pem``, for clients to verify against. Keeps a
-    valid existing one. Returns True when it wrote new files.
+    The certificate is issued by a throwaway local CA whose certificate goes beside it as
+    ``ca.pem``, for clients to verify against (strict verifiers refuse a bare self-signed leaf as
+    a trust anchor). The CA's key is discarded. Keeps a valid existing pair; returns True when it
+    wrote new files.
     """
     if certificate_valid(pem_path):
         return False
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0])])
     now = datetime.datetime.now(datetime.timezone.utc)
+    not_before = now - datetime.timedelta(minutes=5)
+    not_after = now + datetime.timedelta(days=days)
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pytest-bluegreen local CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_usage(cert_sign=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    key = ec.generate_private_key(ec.SECP256R1())
     alt_names: list[x509.GeneralName] = [x509.DNSName(h) for h in hostnames]
     alt_names += [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]
     cert = (
         x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0])]))
+        .issuer_name(ca_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=days))
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
         .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
+        .add_extension(_usage(cert_sign=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
     )
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    pem = cert_pem + key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
+
+    ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM)
+    pem = (
+        cert.public_bytes(serialization.Encoding.PEM)
+        + ca_pem
+        + key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
     )
     pem_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = pem_path.with_name(pem_path.name + ".tmp")
@@ -70,8 +101,22 @@ def ensure_certificate(
     with os.fdopen(fd, "wb") as handle:
         handle.write(pem)
     os.replace(tmp, pem_path)
-    ca_path(pem_path).write_bytes(cert_pem)
+    ca_path(pem_path).write_bytes(ca_pem)
     return True
+
+
+def _usage(*, cert_sign: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=not cert_sign,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=cert_sign,
+        crl_sign=cert_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
 
 
 def ca_path(pem_path: Path) -> Path:

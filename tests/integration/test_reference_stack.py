@@ -1,0 +1,130 @@
+"""The reference stack on a real Docker engine: health, HTTPS routes, images, security."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+import requests
+
+from pytest_bluegreen.colours import COLOURS
+from tests.integration.conftest import RunningStack
+
+pytestmark = pytest.mark.integration
+
+# From no containers to every service healthy; measured at about 60 s on 2 cores with cached images.
+HEALTHY_BOUND_S = 240
+IMAGES = (
+    "aptos-db:15",
+    "aptos-backend:initial",
+    "aptos-frontend:initial",
+    "aptos-loadbalancer:2.6",
+)
+
+
+def test_every_service_is_healthy_within_the_bound(running_stack: RunningStack) -> None:
+    stack = running_stack.stack
+    config = stack.config
+    services = [config.db_service, config.loadbalancer_service]
+    services += [s for c in COLOURS for s in config.services_of(c)]
+    for service in services:
+        (container_id,) = stack.compose.container_ids(service)
+        state = stack.engine.state(container_id)
+        assert (state.status, state.health) == ("running", "healthy"), service
+    assert running_stack.up_seconds < HEALTHY_BOUND_S
+
+
+def test_a_second_build_reuses_the_cached_images(running_stack: RunningStack) -> None:
+    stack = running_stack.stack
+    before = {image: stack.engine.image_id(image) for image in IMAGES}
+    assert all(before.values()), before
+    config = stack.config
+    stack.compose.build(
+        [config.db_service, config.loadbalancer_service, *config.services_of("blue")]
+    )
+    after = {image: stack.engine.image_id(image) for image in IMAGES}
+    assert after == before
+
+
+@pytest.mark.parametrize(
+    ("path", "expect"),
+    [
+        ("/", "apartment-count"),
+        ("/aptos", "<table"),
+        ("/builders", "<table"),
+        ("/admin/", "Django administration"),
+        ("/health", '"service": "frontend"'),
+    ],
+)
+def test_pages_answer_over_https(
+    blue_live: RunningStack, https: requests.Session, path: str, expect: str
+) -> None:
+    response = https.get(blue_live.config.public_url + path, timeout=10)
+    assert response.status_code == 200
+    assert expect in response.text
+    assert response.headers["X-Bluegreen-Colour"] == "blue"
+    assert response.headers["Strict-Transport-Security"].startswith("max-age=31536000")
+
+
+@pytest.mark.parametrize("path", ["/api/v1/aptos/", "/api/v1/builders/"])
+def test_api_lists_answer_json(blue_live: RunningStack, https: requests.Session, path: str) -> None:
+    response = https.get(blue_live.config.public_url + path, timeout=10)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["count"] > 0
+    assert len(body["results"]) == min(body["count"], body["page_size"])
+    assert response.headers["X-Bluegreen-Backend"] == "api_blue"
+
+
+def test_api_health_checks_the_database(blue_live: RunningStack, https: requests.Session) -> None:
+    response = https.get(blue_live.config.public_url + "/api/v1/health", timeout=10)
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ok",
+        "colour": "blue",
+        "release": "initial",
+        "database": "ok",
+    }
+
+
+def test_http_redirects_to_https(blue_live: RunningStack) -> None:
+    config = blue_live.config
+    response = requests.get(config.public_http_url + "/aptos?page=2", allow_redirects=False)
+    assert response.status_code == 301
+    assert response.headers["Location"] == f"{config.public_url}/aptos?page=2"
+
+
+def test_preview_route_reaches_the_idle_colour_only(
+    blue_live: RunningStack, https: requests.Session
+) -> None:
+    config = blue_live.config
+    for colour in COLOURS:
+        for path in ("/api/v1/health", "/health"):
+            response = https.get(config.preview_url(colour) + path, timeout=10)
+            assert response.status_code == 200
+            assert response.headers["X-Bluegreen-Colour"] == colour
+    live = https.get(config.public_url + "/api/v1/health", timeout=10)
+    assert live.headers["X-Bluegreen-Colour"] == "blue"
+
+
+def test_stats_page_needs_the_password(blue_live: RunningStack) -> None:
+    config = blue_live.config
+    password = config.environment["STATS_PASSWORD"]
+    assert requests.get(config.stats_url, timeout=10).status_code == 401
+    assert requests.get(config.stats_url, auth=("admin", "wrong"), timeout=10).status_code == 401
+    response = requests.get(config.stats_url, auth=("admin", password), timeout=10)
+    assert response.status_code == 200
+    assert "Statistics Report" in response.text
+
+
+def test_stats_and_runtime_api_are_not_public(
+    blue_live: RunningStack, https: requests.Session
+) -> None:
+    config = blue_live.config
+    for url in (config.public_url, config.preview_url("green")):
+        response = https.get(url + "/stats", timeout=10)
+        assert response.status_code == 404
+        assert "Statistics Report" not in response.text
+    mode = config.admin_socket.stat().st_mode
+    assert stat.S_ISSOCK(mode)
+    assert stat.S_IMODE(mode) == 0o600

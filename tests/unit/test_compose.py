@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_bluegreen import compose as compose_module
+from pytest_bluegreen.compose import Compose, detect_compose_command
+from pytest_bluegreen.errors import ComposeError, DockerUnavailable
+
+
+def completed(returncode: int, stdout: str = "", stderr: str = "") -> Any:
+    return subprocess.CompletedProcess(args=[], returncode=returncode, stdout=stdout, stderr=stderr)
+
+
+def test_prefers_compose_v2_when_the_plugin_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compose_module.shutil, "which", lambda name: f"/usr/bin/{name}")
+    assert detect_compose_command(lambda *a, **k: completed(0)) == ("docker", "compose")
+
+
+def test_falls_back_to_v1(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compose_module.shutil, "which", lambda name: f"/usr/bin/{name}")
+    assert detect_compose_command(lambda *a, **k: completed(1)) == ("docker-compose",)
+
+
+def test_no_compose_at_all_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compose_module.shutil, "which", lambda name: None)
+    with pytest.raises(
+        DockerUnavailable, match=r"neither 'docker compose' .* nor 'docker-compose'"
+    ):
+        detect_compose_command(lambda *a, **k: completed(1))
+
+
+class Recorder:
+    def __init__(self, result: Any) -> None:
+        self.result = result
+        self.calls: list[tuple[list[str], dict[str, Any]]] = []
+
+    def __call__(self, argv: list[str], **kwargs: Any) -> Any:
+        self.calls.append((argv, kwargs))
+        return self.result
+
+
+def make(recorder: Recorder, command: tuple[str, ...] = ("docker-compose",)) -> Compose:
+    return Compose(
+        command=command,
+        files=(Path("/p/base.yml"), Path("/p/override.yml")),
+        project_name="shop",
+        project_dir=Path("/p"),
+        env={"A": "1"},
+        run_process=recorder,
+    )
+
+
+def test_layers_files_in_order_and_passes_the_environment() -> None:
+    recorder = Recorder(completed(0))
+    make(recorder, ("docker", "compose")).up(["backend-green"])
+    argv, kwargs = recorder.calls[0]
+    assert argv == [
+        "docker", "compose", "--project-name", "shop", "--project-directory", "/p",
+        "-f", "/p/base.yml", "-f", "/p/override.yml",
+        "up", "-d", "--no-build", "--no-deps", "backend-green",
+    ]  # fmt: skip
+    assert kwargs["env"] == {"A": "1"}
+    assert kwargs["cwd"] == Path("/p")
+
+
+def test_failure_carries_the_command_and_its_output() -> None:
+    recorder = Recorder(completed(1, stderr="ERROR: No such service: nope\n"))
+    with pytest.raises(ComposeError, match=r"'up -d --no-build --no-deps nope' failed \(exit 1\)"):
+        make(recorder).up(["nope"])
+    with pytest.raises(ComposeError, match="No such service: nope"):
+        make(recorder).up(["nope"])
+
+
+def test_timeout_becomes_a_compose_error() -> None:
+    def slow(argv: list[str], **kwargs: Any) -> Any:
+        raise subprocess.TimeoutExpired(argv, kwargs["timeout"])
+
+    compose = Compose(("docker-compose",), (), "p", Path("/p"), {}, run_process=slow)
+    with pytest.raises(ComposeError, match="did not finish within 60s"):
+        compose.validate()
+
+
+def test_container_ids_parses_ps_output() -> None:
+    recorder = Recorder(completed(0, stdout="abc123\n\ndef456\n"))
+    assert make(recorder).container_ids("db", all_states=True) == ["abc123", "def456"]
+    assert recorder.calls[0][0][-3:] == ["-q", "-a", "db"]

@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pytest_bluegreen.config import StackConfig
+from pytest_bluegreen.errors import RouterError
+from pytest_bluegreen.router import (
+    HAProxyRouter,
+    RuntimeAPI,
+    parse_show_map,
+    parse_show_stat,
+    read_map_file,
+    write_map_file,
+)
+from tests.unit.fake_haproxy import STAT_HEADER, FakeRuntimeAPI
+
+MAP = "/var/lib/bluegreen/active.map"
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    # Unix socket paths are limited to about 100 bytes; tmp_path can be longer.
+    with tempfile.TemporaryDirectory(prefix="bg") as name:
+        yield Path(name)
+
+
+@pytest.fixture
+def fake(short_dir: Path) -> Iterator[FakeRuntimeAPI]:
+    api = FakeRuntimeAPI(short_dir / "admin.sock", MAP)
+    yield api
+    api.close()
+
+
+@pytest.fixture
+def router(fake: FakeRuntimeAPI, short_dir: Path) -> HAProxyRouter:
+    write_map_file(short_dir / "active.map", "blue")
+    config = StackConfig(project_dir=short_dir)
+    return HAProxyRouter(RuntimeAPI(fake.path), short_dir / "active.map", MAP, config.backends_of)
+
+
+def test_parse_show_stat_keeps_server_rows_only() -> None:
+    text = "\n".join(
+        [
+            STAT_HEADER,
+            "public_https,FRONTEND,,,3,5,4096,50,,,,,,,,,,OPEN",
+            "api_blue,backend-blue,1,2,4,6,,80,,,,,,,,0,0,UP",
+            "api_blue,BACKEND,0,0,4,6,410,80,,,,,,,,0,0,UP",
+            "web_green,frontend-green,0,0,0,0,,0,,,,,,,,0,0,DOWN",
+        ]
+    )
+    states = parse_show_stat(text)
+    assert [(s.backend, s.server, s.status) for s in states] == [
+        ("api_blue", "backend-blue", "UP"),
+        ("web_green", "frontend-green", "DOWN"),
+    ]
+    assert states[0].current_sessions == 4
+    assert states[0].queued == 1
+    assert states[0].up
+    assert not states[1].up
+
+
+def test_parse_show_stat_rejects_an_error_answer() -> None:
+    with pytest.raises(RouterError, match="unexpected 'show stat' answer"):
+        parse_show_stat("Permission denied.\n")
+
+
+def test_parse_show_map() -> None:
+    assert parse_show_map("0x55d2 active green\n\n") == {"active": "green"}
+    with pytest.raises(RouterError, match="unexpected 'show map' line"):
+        parse_show_map("Unknown map identifier.\n")
+
+
+def test_map_file_round_trip_is_atomic(tmp_path: Path) -> None:
+    path = tmp_path / "active.map"
+    write_map_file(path, "green")
+    assert path.read_text() == "active green\n"
+    assert read_map_file(path) == "green"
+    write_map_file(path, "blue")
+    assert read_map_file(path) == "blue"
+    assert sorted(os.listdir(tmp_path)) == ["active.map"]  # no temporary file left
+
+
+def test_read_map_file_ignores_garbage(tmp_path: Path) -> None:
+    assert read_map_file(tmp_path / "missing.map") is None
+    (tmp_path / "bad.map").write_text("active purple\n")
+    assert read_map_file(tmp_path / "bad.map") is None
+
+
+def test_switch_sets_map_persists_and_verifies(
+    router: HAProxyRouter, fake: FakeRuntimeAPI, short_dir: Path
+) -> None:
+    result = router.switch("green")
+    assert (result.from_colour, result.to_colour) == ("blue", "green")
+    assert fake.colour == "green"
+    assert read_map_file(short_dir / "active.map") == "green"
+    assert f"set map {MAP} active green" in fake.commands
+    assert result.total_ms == pytest.approx(
+        result.preflight_ms + result.switch_ms + result.persist_ms + result.verify_ms
+    )
+    assert router.active_colour() == "green"
+
+
+def test_switch_refuses_a_colour_that_is_not_up(
+    router: HAProxyRouter, fake: FakeRuntimeAPI, short_dir: Path
+) -> None:
+    fake.status["web_green"] = "DOWN"
+    with pytest.raises(
+        RouterError, match=r"refusing to switch to green: .*web_green/frontend-green"
+    ):
+        router.switch("green")
+    assert fake.colour == "blue"
+    assert not any(c.startswith("set map") for c in fake.commands)
+    assert read_map_file(short_dir / "active.map") == "blue"
+
+
+def test_switch_reports_a_refused_set_map(
+    router: HAProxyRouter, fake: FakeRuntimeAPI, short_dir: Path
+) -> None:
+    fake.refuse_set_map = True
+    with pytest.raises(RouterError, match="HAProxy refused 'set map': entry not found"):
+        router.switch("green")
+    assert read_map_file(short_dir / "active.map") == "blue"
+
+
+def test_wait_ready_times_out_naming_the_servers(
+    router: HAProxyRouter, fake: FakeRuntimeAPI
+) -> None:
+    fake.status["api_blue"] = "DOWN"
+    with pytest.raises(
+        RouterError, match=r"blue is not UP in HAProxy .*api_blue/backend-blue DOWN"
+    ):
+        router.wait_ready("blue", timeout_s=0.3)
+
+
+def test_unknown_backend_is_an_error(fake: FakeRuntimeAPI, short_dir: Path) -> None:
+    router = HAProxyRouter(RuntimeAPI(fake.path), short_dir / "m", MAP, lambda c: [f"shop_{c}"])
+    with pytest.raises(RouterError, match="no backend named shop_blue"):
+        router.servers("blue")
+
+
+def test_unreachable_socket_says_what_to_check(short_dir: Path) -> None:
+    api = RuntimeAPI(short_dir / "nothing.sock")
+    with pytest.raises(RouterError, match=r"not reachable at .*is the loadbalancer running"):
+        api.execute("show info")
