@@ -75,12 +75,15 @@ class Stack:
     @property
     def compose(self) -> Compose:
         """Built per use: the environment follows the env file, which prepare() may write."""
+        return self._compose(self.config.environment)
+
+    def _compose(self, env: dict[str, str]) -> Compose:
         return Compose(
             command=self._compose_command,
             files=self.config.compose_files,
             project_name=self.config.project_name,
             project_dir=self.config.project_dir,
-            env=self.config.environment,
+            env=env,
         )
 
     @property
@@ -174,8 +177,10 @@ class Stack:
                 time.sleep(0.5)
 
     def down(self, *, volumes: bool = False) -> None:
+        """Remove the stack; works before prepare() too (Compose wants every secret set)."""
         self.progress("removing the stack" + (" and its volumes" if volumes else ""))
-        self.compose.down(volumes=volumes)
+        placeholders = {key: "unused-by-down" for key in GENERATED_SECRETS}
+        self._compose({**placeholders, **self.config.environment}).down(volumes=volumes)
 
     def _remove_started(self, services: Sequence[str], running_before: set[str]) -> None:
         """After a failed bring-up, remove what this call started (keep what ran before)."""
