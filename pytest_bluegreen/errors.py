@@ -25,3 +25,15 @@ class StackError(BluegreenError):
 
 class RouterError(BluegreenError):
     """HAProxy's runtime API is unreachable or refused a command."""
+
+
+class BackupError(BluegreenError):
+    """The pre-deploy backup could not be made, stored or verified."""
+
+
+class LockError(BluegreenError):
+    """Another deploy holds the lock of this stack."""
+
+
+class DeployError(BluegreenError):
+    """A deploy stage failed; the message says which and why."""
