@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from pytest_bluegreen import operations
 from pytest_bluegreen.colours import COLOURS, Colour, other_colour
 from pytest_bluegreen.config import load_config
 from pytest_bluegreen.errors import BluegreenError
@@ -45,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     switch = commands.add_parser("switch", help="send new requests to a colour (runtime API)")
     switch.add_argument("colour", nargs="?", choices=COLOURS, help="default: the idle colour")
     commands.add_parser("status", help="live colour and the state of every server")
+    retire = commands.add_parser("retire", help="stop a colour after a delay, unless live again")
+    retire.add_argument("colour", choices=COLOURS)
+    retire.add_argument("--after", type=float, default=0.0, help="seconds to wait first")
     return parser
 
 
@@ -76,6 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for colour in COLOURS:
                 for server in router.servers(colour):
                     print(f"  {colour:5} {server.backend}/{server.server}: {server.status}")
+        elif args.command == "retire":
+            time.sleep(args.after)
+            print(operations.retire(config, args.colour, progress_printer()))
     except BluegreenError as exc:
         print(f"bluegreen: error: {exc}", file=sys.stderr)
         return 2

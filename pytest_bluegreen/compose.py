@@ -44,8 +44,8 @@ class Compose:
     run_process: Runner = subprocess.run
 
     def argv(self, *args: str) -> list[str]:
+        # No --project-directory: relative paths in a file resolve against that file's folder.
         argv = [*self.command, "--project-name", self.project_name]
-        argv += ["--project-directory", str(self.project_dir)]
         for path in self.files:
             argv += ["-f", str(path)]
         return [*argv, *args]
@@ -79,8 +79,11 @@ class Compose:
     def build(self, services: Sequence[str]) -> None:
         self.run("build", *services, timeout=1800)
 
-    def up(self, services: Sequence[str], *, no_deps: bool = True) -> None:
+    def up(
+        self, services: Sequence[str], *, no_deps: bool = True, force_recreate: bool = False
+    ) -> None:
         flags = ["-d", "--no-build"] + (["--no-deps"] if no_deps else [])
+        flags += ["--force-recreate"] if force_recreate else []
         self.run("up", *flags, *services, timeout=300)
 
     def stop(self, services: Sequence[str], timeout_s: int = 10) -> None:
@@ -91,6 +94,10 @@ class Compose:
 
     def down(self, *, volumes: bool = False) -> None:
         self.run("down", "--remove-orphans", *(["--volumes"] if volumes else []), timeout=300)
+
+    def start(self, services: Sequence[str]) -> None:
+        """Start existing, stopped containers (a retired colour, for a rollback)."""
+        self.run("start", *services, timeout=120)
 
     def restart(self, services: Sequence[str]) -> None:
         self.run("restart", *services, timeout=120)

@@ -40,12 +40,39 @@ class StackConfig:
     loadbalancer_service: str = "loadbalancer"
     # Service name patterns of one colour; "{colour}" is replaced by blue or green.
     colour_services: tuple[str, ...] = ("backend-{colour}", "frontend-{colour}")
-    # The service whose image runs the Django management commands (migrate, seed).
+    # The service whose image runs the schema migrations (and, on an empty host, the seed data).
     migrate_service: str = "backend-{colour}"
+    migrate_command: tuple[str, ...] = ("python3", "manage.py", "migrate", "--noinput")
+    seed_command: tuple[str, ...] = ("python3", "manage.py", "seed_aptos")
+    # Paths every colour must serve; checked by the smoke and post-deploy suites and a rollback.
+    critical_paths: tuple[str, ...] = (
+        "/",
+        "/aptos",
+        "/builders",
+        "/api/v1/aptos/",
+        "/api/v1/builders/",
+        "/admin/",
+        "/health",
+        "/api/v1/health",
+    )
     # HAProxy backends that serve one colour, checked before a switch.
     router_backends: tuple[str, ...] = ("api_{colour}", "web_{colour}")
     public_host: str = "localhost"
     healthy_timeout_s: float = 180.0
+    # Deploy: where backups go and how many are kept.
+    backup_dir: Path = Path(".bluegreen/backups")
+    keep_backups: int = 10
+    # Suites (paths under the project) that gate the switch, and the post-switch suite.
+    gate_suites: tuple[str, ...] = ("suites/smoke",)
+    postdeploy_suite: str = "suites/postdeploy"
+    # Retiring the old colour: wait (bounded) until it has no sessions, then stop it after a delay
+    # (0: at once, inside the deploy; more: a detached process, so a rollback within the window is
+    # a runtime-API switch only). Its containers are stopped, never removed.
+    drain_timeout_s: float = 30.0
+    retire_delay_s: float = 0.0
+    # Notifications: webhook URLs receive start, success, failure and rollback.
+    webhooks: tuple[str, ...] = ()
+    webhook_style: str = "json"
     env: Mapping[str, str] = field(default_factory=dict)
 
     def services_of(self, colour: Colour) -> tuple[str, ...]:
@@ -58,6 +85,18 @@ class StackConfig:
     def lb_state_dir(self) -> Path:
         """Host side of the loadbalancer's state mount: map file and admin socket."""
         return self.state_dir / "lb"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.state_dir / "deploy.lock"
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "state.json"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / "deploy.log.jsonl"
 
     @property
     def tls_dir(self) -> Path:
@@ -117,10 +156,23 @@ _FIELD_TYPES: Final[dict[str, type]] = {
     "loadbalancer_service": str,
     "colour_services": list,
     "migrate_service": str,
+    "migrate_command": list,
+    "seed_command": list,
+    "critical_paths": list,
     "router_backends": list,
     "public_host": str,
     "healthy_timeout_s": float,
+    "backup_dir": str,
+    "keep_backups": int,
+    "gate_suites": list,
+    "postdeploy_suite": str,
+    "drain_timeout_s": float,
+    "retire_delay_s": float,
+    "webhooks": list,
+    "webhook_style": str,
 }
+_NON_NEGATIVE: Final = ("retire_delay_s",)
+_CHOICES: Final[dict[str, tuple[str, ...]]] = {"webhook_style": ("json", "slack")}
 
 
 def load_config(
@@ -153,12 +205,14 @@ def load_config(
         if not compose_file.is_file():
             raise ConfigError(f"compose file not found: {compose_file}")
     state_dir = _under(project_dir, values.pop("state_dir", ".bluegreen"))
+    backup_dir = _under(project_dir, values.pop("backup_dir", str(state_dir / "backups")))
     env_file = _under(project_dir, values.pop("env_file", ".env"))
     env = dict(os.environ if environ is None else environ)
     return StackConfig(
         project_dir=project_dir,
         compose_files=resolved,
         state_dir=state_dir,
+        backup_dir=backup_dir,
         env_file=env_file,
         env=env,
         **values,
@@ -213,15 +267,24 @@ def _validate(table: dict[str, Any]) -> dict[str, Any]:
                 f"({value!r})"
             )
         if expected is list:
-            if not value or not all(isinstance(item, str) and item for item in value):
+            may_be_empty = key in ("webhooks", "gate_suites", "seed_command")
+            if (not value and not may_be_empty) or not all(
+                isinstance(item, str) and item for item in value
+            ):
                 raise ConfigError(f"bluegreen.{key} must be a non-empty list of strings")
+            if key == "webhooks" and not all(u.startswith(("http://", "https://")) for u in value):
+                raise ConfigError(f"bluegreen.{key}: every URL must start with http:// or https://")
             if key in ("colour_services", "router_backends") and not all(
                 "{colour}" in item for item in value
             ):
                 raise ConfigError(f"bluegreen.{key}: every entry must contain '{{colour}}'")
+            if key == "critical_paths" and not all(p.startswith("/") for p in value):
+                raise ConfigError(f"bluegreen.{key}: every path must start with '/'")
             value = value if key == "compose_files" else tuple(value)
-        if expected is float and value <= 0:
+        if expected in (float, int) and (value < 0 or (value == 0 and key not in _NON_NEGATIVE)):
             raise ConfigError(f"bluegreen.{key} must be positive, not {value!r}")
+        if key in _CHOICES and value not in _CHOICES[key]:
+            raise ConfigError(f"bluegreen.{key} must be one of {', '.join(_CHOICES[key])}")
         values[key] = value
     return values
 

@@ -1,17 +1,48 @@
-"""The pytest plugin: options in the ``bluegreen`` group and fixtures for the stack's settings."""
+"""The pytest plugin: ``--bg-*`` options, the deploy session, and fixtures for the suites.
+
+``pytest --bg-deploy --bg-release ID`` runs the built-in stages around the gate suites and the
+post-deploy suite; ``--bg-status``, ``--bg-dry-run`` and ``--bg-rollback`` do their work and exit
+without collecting tests.
+"""
 
 from __future__ import annotations
 
+import re
+import signal
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import pytest
 
+from pytest_bluegreen import operations
+from pytest_bluegreen.colours import COLOURS
 from pytest_bluegreen.config import StackConfig, load_config
-from pytest_bluegreen.errors import ConfigError
+from pytest_bluegreen.deploy import STAGES, Deployment
+from pytest_bluegreen.errors import BluegreenError
+from pytest_bluegreen.probe import Target
+from pytest_bluegreen.stages import STAGE_KEY, StageTracker
+from pytest_bluegreen.state import load_state
+
+TRACKER_KEY = pytest.StashKey[StageTracker]()
+RELEASE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def release_id(value: str) -> str:
+    """A release is an image tag: letters, digits, '_', '.', '-', at most 128."""
+    if not RELEASE_ID.fullmatch(value):
+        raise pytest.UsageError(
+            f"--bg-release {value!r}: use letters, digits, '_', '.' and '-' (an image tag)"
+        )
+    return value
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("bluegreen", "blue-green deployment")
+    group.addoption("--bg-deploy", action="store_true", help="run a blue-green deployment")
+    group.addoption("--bg-release", type=release_id, help="the release (image tag) to deploy")
     group.addoption(
         "--bg-config",
         type=Path,
@@ -25,16 +56,167 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="Compose file, repeatable and layered like 'docker compose -f a -f b'",
     )
+    group.addoption(
+        "--bg-dry-run", action="store_true", help="print the deploy plan, change nothing"
+    )
+    group.addoption(
+        "--bg-rollback", action="store_true", help="switch back to the previous colour, verified"
+    )
+    group.addoption(
+        "--bg-status", action="store_true", help="live colour, releases, last deploy, lock"
+    )
+    group.addoption("--bg-target", help="URL of a running deployment, for suites/postdeploy")
+    group.addoption("--bg-expect-colour", choices=COLOURS, help="colour --bg-target must serve")
+    group.addoption("--bg-expect-release", help="release --bg-target must serve")
+    group.addoption("--bg-ca-file", type=Path, help="CA certificate to verify --bg-target with")
+
+
+def _load(config: pytest.Config) -> StackConfig:
+    try:
+        return load_config(
+            config.rootpath,
+            config.getoption("bg_config"),
+            config.getoption("bg_compose_file"),
+        )
+    except BluegreenError as exc:
+        raise pytest.UsageError(f"bluegreen: {exc}") from None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """The commands that are not test sessions: status, dry run, rollback."""
+    chosen = [o for o in ("bg_status", "bg_dry_run", "bg_rollback") if config.getoption(o)]
+    if not chosen:
+        return None
+    if len(chosen) > 1:
+        raise pytest.UsageError("use one of --bg-status, --bg-dry-run, --bg-rollback at a time")
+    stack_config = _load(config)
+    try:
+        if chosen == ["bg_status"]:
+            print(operations.status(stack_config))
+        elif chosen == ["bg_dry_run"]:
+            print(operations.plan(stack_config, config.getoption("bg_release") or "<release>"))
+        else:
+            print(operations.rollback(stack_config, progress=print))
+    except BluegreenError as exc:
+        print(f"bluegreen: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"bluegreen_stage(name): run this test in a deploy stage ({', '.join(STAGES)})",
+    )
+    if not config.getoption("bg_deploy"):
+        return
+    if getattr(config.option, "numprocesses", None):
+        raise pytest.UsageError(
+            "--bg-deploy cannot run with -n (pytest-xdist): session fixtures would run once per "
+            "worker; use -n with the standalone suites/postdeploy"
+        )
+    release = config.getoption("bg_release")
+    if not release:
+        raise pytest.UsageError("--bg-deploy needs --bg-release ID (the image tag to deploy)")
+    stack_config = _load(config)
+    explicit = config.args if config.args_source == pytest.Config.ArgsSource.ARGS else []
+    suites = [*stack_config.gate_suites, stack_config.postdeploy_suite]
+    for suite in suites:
+        if not (stack_config.project_dir / suite).exists():
+            raise pytest.UsageError(
+                f"bluegreen: suite not found: {stack_config.project_dir / suite}"
+            )
+    config.args = [
+        str(Path(__file__).with_name("deploy_stages.py")),
+        *(str(stack_config.project_dir / suite) for suite in suites),
+        *explicit,
+    ]
+    tracker = StageTracker(
+        stack_config.project_dir / stack_config.postdeploy_suite,
+        lambda: Deployment(stack_config, release, progress=tracker.write),
+    )
+    tracker.write = _terminal_writer(config)
+    config.stash[TRACKER_KEY] = tracker
+    config.pluginmanager.register(tracker, "bluegreen-stages")
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+
+
+def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM ends a deploy like Ctrl-C: the finalizers roll back or abort cleanly."""
+    raise KeyboardInterrupt
+
+
+def _terminal_writer(config: pytest.Config) -> Callable[[str], None]:
+    """Lines on the terminal even while pytest captures the tests' output."""
+
+    def write(message: str) -> None:
+        reporter: Any = config.pluginmanager.get_plugin("terminalreporter")
+        capture: Any = config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None:
+            print(message, file=sys.stderr)
+            return
+        if capture is not None:
+            with capture.global_and_fixture_disabled():
+                reporter.write_line(message)
+        else:
+            reporter.write_line(message)
+
+    return write
 
 
 @pytest.fixture(scope="session")
 def bluegreen_config(pytestconfig: pytest.Config) -> StackConfig:
-    """The validated settings of the stack under test, from ``--bg-config`` and the rootdir."""
-    try:
-        return load_config(
-            pytestconfig.rootpath,
-            pytestconfig.getoption("bg_config"),
-            pytestconfig.getoption("bg_compose_file"),
+    """The validated settings of the stack, from ``--bg-config`` and the rootdir."""
+    return _load(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def bluegreen_stage_tracker(pytestconfig: pytest.Config) -> StageTracker:
+    """The deploy session's stages and their outcomes (only with ``--bg-deploy``)."""
+    tracker = pytestconfig.stash.get(TRACKER_KEY, None)
+    if tracker is None:
+        raise pytest.UsageError("this test needs a deploy session: run it with --bg-deploy")
+    return tracker
+
+
+@pytest.fixture(scope="session")
+def bluegreen_deployment(bluegreen_stage_tracker: StageTracker) -> Iterator[Deployment]:
+    """The deployment under way; its finalizer concludes it: done, aborted or rolled back."""
+    yield bluegreen_stage_tracker.start_deployment()
+    bluegreen_stage_tracker.conclude()
+
+
+@pytest.fixture
+def bluegreen_target(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> Target:
+    """What a suite checks: the idle colour's preview route or the public URL.
+
+    In a deploy: the idle colour during the gates, the public URL after the switch. On its own:
+    ``--bg-target``, else the stack's public URL with its recorded live colour and release.
+    """
+    tracker = pytestconfig.stash.get(TRACKER_KEY, None)
+    if tracker is not None:
+        deployment: Deployment = request.getfixturevalue("bluegreen_deployment")
+        cfg = deployment.config
+        to = deployment.to_colour
+        stage = request.node.stash.get(STAGE_KEY, "gates")
+        url = cfg.public_url if stage in ("verify", "retire") else cfg.preview_url(to)
+        return Target(url, to, deployment.release, cfg.ca_file, cfg.critical_paths)
+    url = pytestconfig.getoption("bg_target")
+    if url:
+        return Target(
+            url.rstrip("/"),
+            pytestconfig.getoption("bg_expect_colour"),
+            pytestconfig.getoption("bg_expect_release"),
+            pytestconfig.getoption("bg_ca_file"),
+            StackConfig(project_dir=pytestconfig.rootpath).critical_paths,
         )
-    except ConfigError as exc:
-        raise pytest.UsageError(f"bluegreen: {exc}") from None
+    cfg = _load(pytestconfig)
+    state = load_state(cfg.state_file)
+    return Target(
+        cfg.public_url,
+        state.live,
+        state.releases.get(state.live) if state.live else None,
+        cfg.ca_file if cfg.ca_file.is_file() else None,
+        cfg.critical_paths,
+    )

@@ -185,6 +185,16 @@ class HAProxyRouter:
                 )
             time.sleep(0.2)
 
+    def drain(self, colour: Colour, timeout_s: float) -> float:
+        """Wait (bounded) until ``colour`` has no current or queued sessions; return the wait."""
+        start = self._clock()
+        while busy := [s for s in self.servers(colour) if s.current_sessions or s.queued]:
+            if self._clock() - start >= timeout_s:
+                listing = ", ".join(f"{s.backend}/{s.server} {s.current_sessions}" for s in busy)
+                raise RouterError(f"{colour} still has sessions after {timeout_s:.0f}s: {listing}")
+            time.sleep(0.05)
+        return self._clock() - start
+
     def switch(self, to_colour: Colour) -> SwitchResult:
         """Send new requests to ``to_colour``: preflight, ``set map``, persist, verify."""
         clock = self._clock

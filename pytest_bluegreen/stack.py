@@ -71,11 +71,13 @@ class Stack:
         self.progress = progress
         self.engine = engine or DockerEngine()
         self._compose_command = compose_command or detect_compose_command()
+        # Set by a deploy: BLUE_RELEASE/GREEN_RELEASE as recorded, over the environment's.
+        self.release_env: dict[str, str] = {}
 
     @property
     def compose(self) -> Compose:
         """Built per use: the environment follows the env file, which prepare() may write."""
-        return self._compose(self.config.environment)
+        return self._compose({**self.config.environment, **self.release_env})
 
     def _compose(self, env: dict[str, str]) -> Compose:
         return Compose(
@@ -102,7 +104,9 @@ class Stack:
             self.progress(f"wrote {cfg.env_file} with new random secrets")
         cfg.lb_state_dir.mkdir(parents=True, exist_ok=True)
         if ensure_certificate(cfg.tls_dir / "site.pem", (cfg.public_host, "localhost")):
-            self.progress(f"made a self-signed certificate in {cfg.tls_dir}")
+            self.progress(f"made a TLS certificate in {cfg.tls_dir} (CA: {cfg.ca_file})")
+            if self.running_services([cfg.loadbalancer_service]):
+                self.progress("warning: the running loadbalancer serves the old certificate")
         if read_map_file(cfg.map_file) is None:
             write_map_file(cfg.map_file, live)
 
@@ -144,12 +148,14 @@ class Stack:
         self.compose.up(services)
         self.wait_healthy(services, self.config.healthy_timeout_s)
 
-    def migrate(self, colour: Colour) -> None:
-        """Apply the schema and the seed data with ``colour``'s image."""
-        service = self.config.migrate_service.format(colour=colour)
+    def migrate(self, colour: Colour, *, seed: bool = True) -> None:
+        """Apply the schema (and the seed data) with ``colour``'s image."""
+        cfg = self.config
+        service = cfg.migrate_service.format(colour=colour)
         self.progress(f"migrating the database with {service}")
-        self.compose.run_once(service, ["python3", "manage.py", "migrate", "--noinput"])
-        self.compose.run_once(service, ["python3", "manage.py", "seed_aptos"])
+        self.compose.run_once(service, cfg.migrate_command)
+        if seed and cfg.seed_command:
+            self.compose.run_once(service, cfg.seed_command)
 
     def running_services(self, services: Iterable[str]) -> list[str]:
         return [s for s in services if self.compose.container_ids(s)]

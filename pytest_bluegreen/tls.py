@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -22,7 +23,11 @@ def certificate_valid(pem_path: Path, now: datetime.datetime | None = None) -> b
         return False
     try:
         cert = x509.load_pem_x509_certificate(pem_path.read_bytes())  # the first: the server's
-    except ValueError:
+        ca = x509.load_pem_x509_certificate(ca_path(pem_path).read_bytes())
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    if cert == ca:
         return False
     now = now or datetime.datetime.now(datetime.timezone.utc)
     return cert.not_valid_after_utc - RENEW_BEFORE > now

@@ -11,7 +11,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +37,10 @@ def progress(message: str) -> None:
 
 
 def make_config(
-    project: str, home: Path, extra_compose: list[Path] | None = None, ports: bool = True
+    project: str,
+    home: Path,
+    extra_compose: list[Path] | None = None,
+    ports: Mapping[str, str] | None = TEST_PORTS,
 ) -> StackConfig:
     """Settings for a throwaway Compose project whose state and secrets live in ``home``."""
     files = [REPO / "docker-compose.blue-green.yml", *(extra_compose or [])]
@@ -48,7 +51,7 @@ def make_config(
         f'env_file = "{home / "test.env"}"\n'
         f"compose_files = {[str(f) for f in files]!r}\n".replace("'", '"')
     )
-    environ = {**os.environ, **(TEST_PORTS if ports else {})}
+    environ = {**os.environ, **(ports or {})}
     return load_config(REPO, settings, environ=environ)
 
 

@@ -14,8 +14,6 @@ from pytest_bluegreen.errors import StackError
 from pytest_bluegreen.stack import Stack
 from tests.integration.conftest import REPO, make_config, progress
 
-pytestmark = pytest.mark.integration
-
 
 def project_leftovers(project: str) -> dict[str, list[str]]:
     """Containers and networks Docker still holds for a Compose project."""
@@ -48,7 +46,7 @@ def test_broken_haproxy_config_starts_nothing(home: Path) -> None:
         "    volumes:\n"
         f"      - {broken}:/usr/local/etc/haproxy/haproxy.cfg:ro\n"
     )
-    stack = Stack(make_config("bgbrokenlb", home, [override], ports=False), progress=progress)
+    stack = Stack(make_config("bgbrokenlb", home, [override], ports=None), progress=progress)
     try:
         with pytest.raises(StackError, match="HAProxy rejects its configuration") as failure:
             stack.up(("blue",))
@@ -65,7 +63,7 @@ def test_a_colour_that_crashes_is_removed_with_its_logs_reported(home: Path) -> 
         "  backend-blue:\n"
         '    command: ["python3", "-c", "import sys; print(\'release is broken\'); sys.exit(3)"]\n'
     )
-    stack = Stack(make_config("bgcrash", home, [override], ports=False), progress=progress)
+    stack = Stack(make_config("bgcrash", home, [override], ports=None), progress=progress)
     try:
         with pytest.raises(
             StackError, match=r"backend-blue is (exited|restarting) \(exit code 3\)"

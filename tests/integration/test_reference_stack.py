@@ -10,8 +10,6 @@ import requests
 from pytest_bluegreen.colours import COLOURS
 from tests.integration.conftest import RunningStack
 
-pytestmark = pytest.mark.integration
-
 # From no containers to every service healthy; measured at about 60 s on 2 cores with cached images.
 HEALTHY_BOUND_S = 240
 IMAGES = (

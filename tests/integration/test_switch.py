@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
 import requests
 
 from pytest_bluegreen.router import read_map_file
 from tests.integration.conftest import RunningStack
-
-pytestmark = pytest.mark.integration
 
 REQUESTS_PER_CLIENT = 40
 

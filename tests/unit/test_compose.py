@@ -59,7 +59,7 @@ def test_layers_files_in_order_and_passes_the_environment() -> None:
     make(recorder, ("docker", "compose")).up(["backend-green"])
     argv, kwargs = recorder.calls[0]
     assert argv == [
-        "docker", "compose", "--project-name", "shop", "--project-directory", "/p",
+        "docker", "compose", "--project-name", "shop",
         "-f", "/p/base.yml", "-f", "/p/override.yml",
         "up", "-d", "--no-build", "--no-deps", "backend-green",
     ]  # fmt: skip

@@ -73,6 +73,16 @@ def test_replaces_one_about_to_expire(tmp_path: Path) -> None:
     assert certificate_valid(pem, now=later)
 
 
+def test_a_certificate_not_issued_by_the_ca_file_is_replaced(tmp_path: Path) -> None:
+    pem, other = tmp_path / "site.pem", tmp_path / "other" / "site.pem"
+    ensure_certificate(pem)
+    ensure_certificate(other)
+    ca_path(pem).write_bytes(ca_path(other).read_bytes())
+    assert not certificate_valid(pem)
+    assert ensure_certificate(pem)
+    assert certificate_valid(pem)
+
+
 def test_garbage_is_not_valid(tmp_path: Path) -> None:
     pem = tmp_path / "site.pem"
     pem.write_text("not a certificate")

@@ -1,9 +1,11 @@
-"""Tag every response with the deployment colour and release."""
+"""Tag every response with the deployment colour and release; inject faults for tests."""
 
 import os
+import time
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 
 class BlueGreenHeadersMiddleware:
@@ -19,3 +21,39 @@ class BlueGreenHeadersMiddleware:
         response["X-Bluegreen-Colour"] = self.colour
         response["X-Bluegreen-Release"] = self.release
         return response
+
+
+class FaultInjectionMiddleware:
+    """Turn this release into a broken one, for the deploy tool's own tests and scenarios.
+
+    ``APTOS_FAULT`` (unset in a real deployment) names the fault; the health endpoint is never
+    affected, which is what makes these releases dangerous: they look healthy.
+
+    - ``api-errors``: every API request answers 500.
+    - ``public-api-errors``: the same, only for traffic through the public frontend (HAProxy's
+      ``X-Bluegreen-Route: public``), so the release passes gates on the preview route.
+    - ``slow:<ms>``: every API request waits that long first.
+    """
+
+    HEALTH_PATH = "/api/v1/health"
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        fault = os.environ.get("APTOS_FAULT", "").strip()
+        self.errors = fault in ("api-errors", "public-api-errors")
+        self.public_only = fault == "public-api-errors"
+        self.delay_s = 0.0
+        if fault.startswith("slow:"):
+            self.delay_s = int(fault.removeprefix("slow:")) / 1000
+        elif fault and not self.errors:
+            raise ImproperlyConfigured(f"unknown APTOS_FAULT {fault!r}")
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        path = request.path
+        if path.startswith("/api/v1/") and path.rstrip("/") != self.HEALTH_PATH:
+            if self.delay_s:
+                time.sleep(self.delay_s)
+            route = request.headers.get("X-Bluegreen-Route", "")
+            if self.errors and (not self.public_only or route == "public"):
+                return JsonResponse({"error": "injected fault"}, status=500)
+        return self.get_response(request)

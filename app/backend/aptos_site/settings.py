@@ -56,6 +56,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Outermost, so redirects, static files and errors carry the colour too.
     "aptos.middleware.BlueGreenHeadersMiddleware",
+    "aptos.middleware.FaultInjectionMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

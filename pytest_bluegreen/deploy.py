@@ -1,0 +1,361 @@
+"""One deployment: the work of each stage, the abort and the rollback, and the record of it all.
+
+The pytest stage items call these methods in order; the session fixture's finalizer calls
+:meth:`Deployment.conclude`, which decides between done, abort (failed before the switch: live
+traffic never touched) and rollback (failed after it: traffic back to the old colour, verified).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+from pytest_bluegreen.backup import DatabaseBackup
+from pytest_bluegreen.colours import Colour, other_colour
+from pytest_bluegreen.config import StackConfig
+from pytest_bluegreen.errors import BluegreenError, DeployError
+from pytest_bluegreen.events import EventLog, NotificationKind, Notifier
+from pytest_bluegreen.lock import DeployLock, LockHolder
+from pytest_bluegreen.probe import check_colour_serves
+from pytest_bluegreen.record import DeployRecord, RecordStore, new_deploy_id, utc_timestamp
+from pytest_bluegreen.router import write_map_file
+from pytest_bluegreen.stack import GENERATED_SECRETS, Progress, Stack
+from pytest_bluegreen.state import ColourState, load_state, save_state
+
+STAGES: Final = (
+    "prerequisites",
+    "colours",
+    "backup",
+    "bring_up",
+    "gates",
+    "switch",
+    "verify",
+    "retire",
+)
+POST_SWITCH_STAGES: Final = frozenset({"verify", "retire"})
+
+
+class Deployment:
+    """Deploy ``release`` to the idle colour of the stack described by ``config``."""
+
+    def __init__(
+        self,
+        config: StackConfig,
+        release: str,
+        progress: Progress = lambda message: None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.release = release
+        self.progress = progress
+        self.clock = clock
+        self.id = new_deploy_id()
+        self.started = clock()
+        self.record = DeployRecord(id=self.id, release=release, from_colour=None, to_colour=None)
+        self.record.started_at = utc_timestamp()
+        self.records = RecordStore(config.state_dir)
+        self.lock = DeployLock(config.lock_file)
+        self.state = ColourState()
+        self.secrets = [config.environment.get(k, "") for k in GENERATED_SECRETS]
+        self.events = EventLog(config.log_file, self.id, secrets=self.secrets)
+        self.notifier = Notifier(
+            config.webhooks,
+            style="slack" if config.webhook_style == "slack" else "json",
+            secrets=self.secrets,
+        )
+        self._stack: Stack | None = None
+        self.lb_running = False
+        self.brought_up = False
+        self.switched = False
+        self.concluded = False
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    @property
+    def stack(self) -> Stack:
+        if self._stack is None:
+            raise DeployError("the prerequisites stage has not run")
+        return self._stack
+
+    @property
+    def from_colour(self) -> Colour | None:
+        return self.record.from_colour
+
+    @property
+    def to_colour(self) -> Colour:
+        if self.record.to_colour is None:
+            raise DeployError("the colours stage has not run")
+        return self.record.to_colour
+
+    def say(self, event: str, message: str, **fields: Any) -> None:
+        self.progress(message)
+        self.events.emit(event, message=message, **fields)
+
+    def _release_env(self) -> None:
+        """Every Compose command sees each colour's recorded release (no accidental retag)."""
+        self.stack.release_env = self.state.release_env()
+
+    # -- stages --------------------------------------------------------------------------------
+
+    def prerequisites(self) -> None:
+        """Docker, Compose file, the lock, HAProxy's runtime API (when the stack runs)."""
+        self.events.emit("deploy.start", release=self.release)
+        self._stack = Stack(self.config, progress=self.progress)
+        stale = self.lock.acquire(self.id, self.record.started_at)
+        self.records.save(self.record)
+        self.notifier_send("start")
+        self.state = load_state(self.config.state_file)
+        self._release_env()
+        self.stack.prepare()
+        self.stack.compose.validate()
+        self.lb_running = bool(self.stack.running_services([self.config.loadbalancer_service]))
+        if self.lb_running:
+            self.stack.router.active_colour()  # raises when the runtime API does not answer
+        elif self.state.live is not None:
+            raise DeployError(
+                f"the loadbalancer is not running, but {self.state.live} was live: start the "
+                "stack first (bluegreen up), a deploy never starts with traffic down"
+            )
+        if stale is not None:
+            self.repair(stale)
+
+    def repair(self, stale: LockHolder) -> None:
+        """A deploy was killed: close its record and put traffic back where it was verified."""
+        self.say(
+            "deploy.repair", f"deploy {stale.deploy_id} (pid {stale.pid}) was killed; repairing"
+        )
+        try:
+            killed = self.records.load(stale.deploy_id)
+        except (FileNotFoundError, ValueError):
+            killed = None
+        if killed is not None and killed.result == "running":
+            killed.finish(
+                "interrupted", error="the deploy process was killed; repaired by " + self.id
+            )
+            self.records.save(killed)
+        if not self.lb_running or self.state.live is None:
+            return
+        live = self.stack.router.active_colour()
+        if live != self.state.live:
+            self.say(
+                "deploy.repair.switch",
+                f"HAProxy serves {live}, never verified; switching back to {self.state.live}",
+            )
+            self.stack.router.wait_ready(self.state.live, timeout_s=30)
+            self.stack.router.switch(self.state.live)
+
+    def colours(self) -> None:
+        """The live colour as HAProxy holds it, cross-checked with the recorded state."""
+        live = self.stack.router.active_colour() if self.lb_running else None
+        if live is not None and self.state.live not in (None, live):
+            self.say(
+                "colours.mismatch",
+                f"HAProxy serves {live}, the state file says {self.state.live}: trusting HAProxy",
+                level="warning",
+            )
+        self.record.from_colour = live
+        self.record.to_colour = other_colour(live) if live else "blue"
+        if live is None:
+            self.say("colours", f"empty host: first deploy, to {self.to_colour}")
+        else:
+            old = self.state.releases.get(live, "unknown")
+            self.say(
+                "colours", f"live: {live} ({old}); deploying {self.release} to {self.to_colour}"
+            )
+
+    def backup(self) -> None:
+        """A verified, compressed, rotated dump of the database before anything changes."""
+        db = self.config.db_service
+        if not self.stack.running_services([db]):
+            self.stack.start([db])
+        (container_id,) = self.stack.compose.container_ids(db)
+        env = self.config.environment
+        result = DatabaseBackup(
+            container_id,
+            database=env.get("POSTGRES_DB", "aptos"),
+            user=env.get("POSTGRES_USER", "aptos_user"),
+            backup_dir=self.config.backup_dir,
+            keep=self.config.keep_backups,
+        ).create(f"{self.id}-{self.release}")
+        self.record.backup = {
+            "file": str(result.path),
+            "sha256": result.sha256,
+            "size_bytes": result.size_bytes,
+            "row_counts": result.row_counts,
+            "dump_s": round(result.dump_s, 3),
+            "verify_s": round(result.verify_s, 3),
+        }
+        rows = sum(result.row_counts.values())
+        self.say(
+            "backup", f"backup {result.path.name}: {result.size_bytes} bytes, {rows} rows verified"
+        )
+
+    def bring_up(self) -> None:
+        """Build and start the idle colour at the release; migrate; wait until it is healthy."""
+        to = self.to_colour
+        services = list(self.config.services_of(to))
+        self.state.releases[to] = self.release
+        self._release_env()
+        self.say("bring_up", f"building and starting {', '.join(services)} at {self.release}")
+        self.stack.compose.build(services)
+        self.brought_up = True
+        self.stack.migrate(to, seed=self.from_colour is None)
+        self.stack.compose.up(services, force_recreate=True)
+        self.stack.wait_healthy(services, self.config.healthy_timeout_s)
+        if not self.lb_running:
+            self.stack.check_haproxy_config()
+            write_map_file(self.config.map_file, to)
+            self.stack.start([self.config.loadbalancer_service])
+            self.lb_running = True
+        self.stack.router.wait_ready(to, timeout_s=60)
+        self.say("bring_up.healthy", f"{to} at {self.release} is healthy and UP in HAProxy")
+
+    def switch(self, gates_passed: int) -> None:
+        """Move new requests to the new colour through the runtime API."""
+        if gates_passed == 0:
+            raise DeployError("no gate test ran: a deploy never passes because a check did not run")
+        to = self.to_colour
+        if self.from_colour is None:
+            # First deploy: HAProxy started with the new colour already in its map.
+            self.switched = True
+        else:
+            result = self.stack.router.switch(to)
+            self.switched = True
+            self.record.switch = {
+                k: round(v, 3) if isinstance(v, float) else v
+                for k, v in dataclasses.asdict(result).items()
+            }
+            self.record.switch["total_ms"] = round(result.total_ms, 3)
+            self.say("switch", f"switched {result.from_colour} -> {to} in {result.total_ms:.1f} ms")
+        self.state.live = to
+        self.state.last_deploy = self.id
+        save_state(self.config.state_file, self.state)
+
+    def retire(self) -> None:
+        """Drain the old colour, then stop it (now, or after the configured delay)."""
+        old = self.from_colour
+        if old is None:
+            return
+        waited = self.stack.router.drain(old, self.config.drain_timeout_s)
+        services = list(self.config.services_of(old))
+        delay = self.config.retire_delay_s
+        if delay == 0:
+            self.stack.compose.stop(services)
+            self.say("retire", f"{old} drained in {waited:.2f}s and stopped (containers kept)")
+            return
+        self._schedule_retire(old, delay)
+        self.say(
+            "retire", f"{old} drained in {waited:.2f}s; stops in {delay:.0f}s unless rolled back"
+        )
+
+    def _schedule_retire(self, colour: Colour, delay: float) -> None:
+        argv = [
+            sys.executable,
+            "-m",
+            "pytest_bluegreen",
+            "--project-dir",
+            str(self.config.project_dir),
+        ]
+        argv += ["--project-name", self.config.project_name]
+        for path in self.config.compose_files:
+            argv += ["-f", str(path)]
+        argv += ["retire", colour, "--after", str(delay)]
+        log = open(self.config.state_dir / "retire.log", "ab")  # noqa: SIM115 - the child owns it
+        subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            env={**os.environ, **self.config.env},
+        )
+        log.close()
+
+    def stage_done(self, name: str, outcome: str, duration_s: float, message: str = "") -> None:
+        """Record a stage's outcome; saved at once, so a killed deploy leaves its trace."""
+        self.record.set_stage(name, outcome, round(duration_s, 3), message)
+        self.events.emit(
+            "stage", stage=name, outcome=outcome, duration_s=duration_s, message=message
+        )
+        if self.lock.held:
+            self.records.save(self.record)
+
+    # -- the end -------------------------------------------------------------------------------
+
+    def conclude(
+        self, failed_stage: str | None, error: str | None, verdict_at: float | None
+    ) -> None:
+        """Finish the deploy: done, aborted or rolled back; record, notify, unlock."""
+        self.concluded = True
+        try:
+            if failed_stage is None and error is None:
+                self.record.finish("deployed")
+            elif self.switched:
+                self.rollback(verdict_at or self.clock())
+                self.record.finish("rolled_back", error=error)
+            else:
+                self.abort()
+                self.record.finish("aborted", error=error)
+        except BluegreenError as exc:
+            problem = f"{error}; then: {exc}" if error else str(exc)
+            self.record.finish("rolled_back" if self.switched else "aborted", error=problem)
+            raise
+        finally:
+            self.records.save(self.record)
+            self.events.emit("deploy.end", result=self.record.result, error=self.record.error)
+            outcome = self.record.result
+            kinds: dict[str, NotificationKind] = {"deployed": "success", "rolled_back": "rollback"}
+            self.notifier_send(kinds.get(outcome, "failure"))
+            self.events.close()
+            self.lock.release()
+
+    def abort(self) -> None:
+        """Before the switch: stop what this deploy started; live traffic was never touched."""
+        if not self.brought_up or self.from_colour is None:
+            return
+        services = list(self.config.services_of(self.to_colour))
+        self.say("abort", f"stopping {', '.join(services)}; {self.from_colour} still serves")
+        self.state.releases.pop(self.to_colour, None)
+        self.stack.compose.stop(services)
+
+    def rollback(self, verdict_at: float) -> None:
+        """After the switch: traffic back to the old colour at once, then prove it serves."""
+        old = self.from_colour
+        if old is None:
+            raise DeployError(
+                "the first deploy failed after its switch: there is no colour to roll back to"
+            )
+        router = self.stack.router
+        if router.not_ready(old):
+            services = list(self.config.services_of(old))
+            self.stack.compose.start(services)
+            self.stack.wait_healthy(services, self.config.healthy_timeout_s)
+            router.wait_ready(old, timeout_s=30)
+        router.switch(old)
+        self.record.rollback_s = round(self.clock() - verdict_at, 3)
+        problems = check_colour_serves(
+            self.config.public_url, self.config.critical_paths, old, self.config.ca_file
+        )
+        if problems:
+            raise DeployError(f"rolled back to {old}, but it does not serve: {'; '.join(problems)}")
+        self.record.rollback_verified_s = round(self.clock() - verdict_at, 3)
+        self.state.live = old
+        save_state(self.config.state_file, self.state)
+        self.say(
+            "rollback",
+            f"rolled back to {old} in {self.record.rollback_s:.3f}s, verified after "
+            f"{self.record.rollback_verified_s:.3f}s",
+        )
+
+    def notifier_send(self, kind: NotificationKind) -> None:
+        for failure in self.notifier.notify(kind, self.record):
+            self.say(
+                "notify.failed",
+                f"notification to {failure.url} failed: {failure.error}",
+                level="warning",
+            )

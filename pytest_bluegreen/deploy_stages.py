@@ -1,0 +1,48 @@
+"""The built-in stages of ``pytest --bg-deploy``, one test item each, in deploy order.
+
+Collected only in a deploy session (the plugin adds this file to the run). The gates stage is
+the gate suites' own tests; the verify stage is the post-deploy suite's.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_bluegreen.deploy import Deployment
+from pytest_bluegreen.stages import StageTracker
+
+
+@pytest.mark.bluegreen_stage("prerequisites")
+def test_prerequisites(bluegreen_deployment: Deployment) -> None:
+    """Docker and Compose answer, the Compose file is valid, no other deploy runs."""
+    bluegreen_deployment.prerequisites()
+
+
+@pytest.mark.bluegreen_stage("colours")
+def test_colours(bluegreen_deployment: Deployment) -> None:
+    """The live colour, read from HAProxy; the idle colour is the other one."""
+    bluegreen_deployment.colours()
+
+
+@pytest.mark.bluegreen_stage("backup")
+def test_backup(bluegreen_deployment: Deployment) -> None:
+    """A compressed, checksummed database dump, verified by a restore, before any change."""
+    bluegreen_deployment.backup()
+
+
+@pytest.mark.bluegreen_stage("bring_up")
+def test_bring_up(bluegreen_deployment: Deployment) -> None:
+    """The idle colour at the new release, healthy for Docker and UP for HAProxy."""
+    bluegreen_deployment.bring_up()
+
+
+@pytest.mark.bluegreen_stage("switch")
+def test_switch(bluegreen_deployment: Deployment, bluegreen_stage_tracker: StageTracker) -> None:
+    """New requests go to the new colour, through HAProxy's runtime API, without a reload."""
+    bluegreen_deployment.switch(gates_passed=bluegreen_stage_tracker.gates_passed())
+
+
+@pytest.mark.bluegreen_stage("retire")
+def test_retire(bluegreen_deployment: Deployment) -> None:
+    """The old colour drained, then stopped; its containers are kept for a fast rollback."""
+    bluegreen_deployment.retire()

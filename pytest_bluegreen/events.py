@@ -1,0 +1,460 @@
+"""What a deploy tells the outside while it runs: a JSON event log, a progress line, webhooks.
+
+All three pass every string through :func:`redact` first: a deploy handles database passwords and
+webhook tokens, and neither a log file nor a chat channel is the place for them. A notification
+that cannot be delivered is reported to the caller, never raised: the deploy matters more.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Literal, TextIO
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import requests
+
+from pytest_bluegreen.record import DeployRecord, utc_timestamp
+
+REDACTED: Final = "***"
+MIN_SECRET_LENGTH: Final = 4  # shorter "secrets" would blank out ordinary words and numbers
+LEVELS: Final[tuple[str, ...]] = ("debug", "info", "warning", "error")
+_ENVELOPE_KEYS: Final = frozenset({"ts", "level", "event", "deploy_id"})
+
+
+def usable_secrets(secrets: Iterable[str]) -> tuple[str, ...]:
+    """The secrets worth hiding, longest first."""
+    kept = {s for s in secrets if len(s) >= MIN_SECRET_LENGTH and s.strip()}
+    return tuple(sorted(kept, key=lambda s: (-len(s), s)))
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every occurrence of a secret replaced by ``***``.
+
+    Overlapping occurrences are merged, so no fragment of one secret survives the masking of
+    another. Secrets under four characters are ignored.
+    """
+    spans: list[tuple[int, int]] = []
+    for secret in usable_secrets(secrets):
+        start = text.find(secret)
+        while start != -1:
+            spans.append((start, start + len(secret)))
+            start = text.find(secret, start + 1)
+    if not spans:
+        return text
+    spans.sort()
+    pieces: list[str] = []
+    position = 0
+    merged_start, merged_end = spans[0]
+    for start, end in spans[1:]:
+        if start <= merged_end:
+            merged_end = max(merged_end, end)
+            continue
+        pieces += [text[position:merged_start], REDACTED]
+        position = merged_end
+        merged_start, merged_end = start, end
+    pieces += [text[position:merged_start], REDACTED, text[merged_end:]]
+    return "".join(pieces)
+
+
+def _clean(value: Any, secrets: tuple[str, ...]) -> Any:
+    """``value`` as JSON types with secrets redacted at every level; anything else via ``str()``."""
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        # NaN and infinities are not JSON; written bare they would break every strict reader.
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, Mapping):
+        return {redact(str(key), secrets): _clean(item, secrets) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(item, secrets) for item in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _clean(dataclasses.asdict(value), secrets)
+    return redact(str(value), secrets)
+
+
+class EventLog:
+    """Troubleshooting log: one JSON object per line, appended to a file.
+
+    Each object has ts (ISO UTC, ms), level, event and deploy_id, then the fields. Each line is
+    flushed as it is written, so a deploy killed half-way leaves its log up to the kill. The
+    file is private to the user (0600), even when it existed with a wider mode.
+    """
+
+    def __init__(self, path: Path, deploy_id: str, secrets: Iterable[str] = ()) -> None:
+        self.path = path
+        self.deploy_id = deploy_id
+        self._secrets = usable_secrets(secrets)
+        self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.fchmod(descriptor, 0o600)
+            self._file = os.fdopen(descriptor, "a", encoding="utf-8")
+        except BaseException:
+            os.close(descriptor)
+            raise
+
+    def emit(self, event: str, level: str = "info", **fields: Any) -> dict[str, Any]:
+        """Write one event and return it as written (redacted, JSON types only)."""
+        if level not in LEVELS:
+            raise ValueError(f"event level {level!r} is not one of {', '.join(LEVELS)}")
+        clashing = _ENVELOPE_KEYS & fields.keys()
+        if clashing:
+            raise ValueError(f"event field names {sorted(clashing)} are reserved for the envelope")
+        entry = {
+            "ts": utc_timestamp(),
+            "level": level,
+            "event": event,
+            "deploy_id": self.deploy_id,
+            **fields,
+        }
+        written: dict[str, Any] = _clean(entry, self._secrets)
+        # ASCII escapes keep undecodable process output (lone surrogates) writable.
+        line = json.dumps(written, separators=(",", ":")) + "\n"
+        with self._lock:
+            if self._file.closed:
+                raise ValueError(f"event log {self.path} is closed")
+            self._file.write(line)
+            self._file.flush()
+        return written
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class ProgressLine:
+    """The deploy's current step, rewritten in place on a terminal.
+
+    Elsewhere (CI logs) each change is a plain line of its own, so the log stays readable.
+    """
+
+    def __init__(self, stream: TextIO | None = None, secrets: Iterable[str] = ()) -> None:
+        self._stream = stream if stream is not None else sys.stderr
+        self._secrets = usable_secrets(secrets)
+        self._in_place = self._stream.isatty()
+        self._shown = ""
+        self._open = False  # a line in place not yet ended by a newline
+
+    def update(self, text: str) -> None:
+        text = redact(" ".join(text.split()), self._secrets)
+        if text == self._shown:
+            return
+        if self._in_place:
+            # A line wider than the terminal wraps, and "\r" would then redraw only its tail.
+            width = shutil.get_terminal_size(fallback=(100, 24)).columns - 1
+            text = text if len(text) <= width else text[: max(0, width - 3)] + "..."
+            padding = " " * max(0, len(self._shown) - len(text))
+            self._stream.write(f"\r{text}{padding}")
+            self._open = True
+        else:
+            self._stream.write(text + "\n")
+        self._shown = text
+        self._stream.flush()
+
+    def finish(self, text: str | None = None) -> None:
+        """Show ``text`` (if any) and end the line, so later output starts on its own."""
+        if text is not None:
+            self.update(text)
+        if self._open:
+            self._stream.write("\n")
+            self._stream.flush()
+        self._open = False
+        self._shown = ""
+
+
+NotificationKind = Literal["start", "success", "failure", "rollback"]
+NOTIFICATION_KINDS: Final[tuple[NotificationKind, ...]] = (
+    "start",
+    "success",
+    "failure",
+    "rollback",
+)
+WebhookStyle = Literal["json", "slack"]
+WEBHOOK_STYLES: Final[tuple[WebhookStyle, ...]] = ("json", "slack")
+DELIVERY_ATTEMPTS: Final = 2  # one retry: a webhook blip should not lose the news
+_SUMMARY_REASON_CHARS: Final = 160
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFailure:
+    url: str  # with any userinfo/query token redacted for display
+    error: str
+
+
+def _seconds(value: float | None) -> str:
+    """``41.2s``; under 0.1 s in milliseconds, since a rollback often takes a few."""
+    if value is None:
+        return "?"
+    return f"{value:.1f}s" if value >= 0.1 else f"{value * 1000:.0f}ms"
+
+
+def _failure_reason(record: DeployRecord) -> str:
+    """The first failed stage and its message, else the record's error: one short line."""
+    failed = next((s for s in record.stages if s.outcome in ("failed", "error")), None)
+    if failed is not None:
+        reason = f"{failed.name} failed" + (f": {failed.message}" if failed.message else "")
+    else:
+        reason = record.error or ""
+    reason = " ".join(reason.split())
+    if len(reason) > _SUMMARY_REASON_CHARS:
+        reason = reason[: _SUMMARY_REASON_CHARS - 3] + "..."
+    return reason
+
+
+def summary_line(kind: NotificationKind, record: DeployRecord) -> str:
+    """E.g. ``deploy 20261129T001503Z-ab12cd release r42 blue→green: deployed in 41.2s``."""
+    if record.to_colour is None:
+        route = "(colours not yet known)"
+    elif record.from_colour is None:
+        route = f"to {record.to_colour} (first deploy)"
+    else:
+        route = f"{record.from_colour}→{record.to_colour}"
+    reason = _failure_reason(record)
+    if kind == "start":
+        outcome = "started"
+    elif record.result == "deployed":
+        outcome = f"deployed in {_seconds(record.duration_s)}"
+    elif record.result == "rolled_back":
+        outcome = f"rolled back after {reason or 'a failure'}"
+        if record.rollback_s is not None:
+            outcome += f" (rollback {_seconds(record.rollback_s)})"
+    elif record.result in ("aborted", "interrupted"):
+        outcome = record.result
+        if record.duration_s is not None:
+            outcome += f" after {_seconds(record.duration_s)}"
+        if reason:
+            outcome += f": {reason}"
+    elif kind == "rollback":  # still running: the rollback is under way
+        outcome = f"rolling back after {reason or 'a failure'}"
+    elif kind == "failure":
+        outcome = f"failed: {reason or 'unknown reason'}"
+    else:
+        outcome = "succeeded"
+    return f"deploy {record.id} release {record.release} {route}: {outcome}"
+
+
+def display_url(url: str) -> str:
+    """``url`` fit to show: userinfo and query values become ``***``, the fragment is dropped."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{REDACTED}@{netloc.rpartition('@')[2]}"
+    query = "&".join(
+        f"{name}={REDACTED}" if sep else REDACTED
+        for name, sep, _ in (item.partition("=") for item in parts.query.split("&") if item)
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def _url_credentials(url: str) -> list[str]:
+    """The parts of ``url`` that may be credentials, raw and decoded, to redact from errors."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return [url]
+    found = [parts.query, parts.fragment]
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    if at:
+        found += [userinfo, *userinfo.split(":", 1)]
+    for item in parts.query.split("&"):
+        found.append(item.partition("=")[2])
+    return found + [unquote(value) for value in found]
+
+
+def _escape_slack(text: str) -> str:
+    """Slack reads ``&``, ``<`` and ``>`` as markup; these three are all it asks to escape."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost error under requests' and urllib3's wrappers (e.g. ConnectionRefusedError)."""
+    seen: set[int] = set()
+    current = exc
+    while id(current) not in seen:
+        seen.add(id(current))
+        inner = current.__cause__ or current.__context__ or getattr(current, "reason", None)
+        if inner is None and current.args and isinstance(current.args[0], BaseException):
+            inner = current.args[0]
+        if not isinstance(inner, BaseException):
+            break
+        current = inner
+    return current
+
+
+class Notifier:
+    """POSTs deploy news to webhooks; returns what could not be delivered instead of raising.
+
+    Its own session ignores the environment (``trust_env = False``): proxy and CA variables meant
+    for the internet must not reroute a webhook on the same host.
+    """
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        style: WebhookStyle = "json",
+        timeout_s: float = 5.0,
+        secrets: Iterable[str] = (),
+        session: requests.Session | None = None,
+        retry_pause_s: float = 0.5,
+    ) -> None:
+        if isinstance(urls, str):
+            raise TypeError("urls must be a sequence of URLs, not one string")
+        if style not in WEBHOOK_STYLES:
+            raise ValueError(f"webhook style {style!r} is not one of {', '.join(WEBHOOK_STYLES)}")
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be positive, not {timeout_s}")
+        self.urls = tuple(urls)
+        self.style = style
+        self.timeout_s = timeout_s
+        self.retry_pause_s = retry_pause_s
+        self._secrets = usable_secrets(secrets)
+        self._owns_session = session is None
+        if session is None:
+            session = requests.Session()
+            session.trust_env = False
+        self._session = session
+
+    def notify(self, kind: NotificationKind, record: DeployRecord) -> list[DeliveryFailure]:
+        """Deliver to every URL in turn; an empty list means every webhook took it."""
+        if kind not in NOTIFICATION_KINDS:
+            raise ValueError(f"notification kind {kind!r} is not one of {NOTIFICATION_KINDS}")
+        if not self.urls:
+            return []
+        body = json.dumps(self.payload(kind, record)).encode()
+        failures = [self._deliver(url, body) for url in self.urls]
+        return [failure for failure in failures if failure is not None]
+
+    def payload(self, kind: NotificationKind, record: DeployRecord) -> dict[str, Any]:
+        """What is POSTed, secrets already redacted."""
+        summary = summary_line(kind, record)
+        if self.style == "slack":
+            message = self._slack_message(summary, record)
+        else:
+            message = {"kind": kind, "deploy": record.to_dict(), "summary": summary}
+        cleaned: dict[str, Any] = _clean(message, self._secrets)
+        return cleaned
+
+    def _slack_message(self, summary: str, record: DeployRecord) -> dict[str, Any]:
+        # Redact before escaping: an escaped secret ("a&b" -> "a&amp;b") would no longer match.
+        def text(value: str) -> str:
+            return _escape_slack(redact(value, self._secrets))
+
+        route = f"{record.from_colour or '(none)'} → {record.to_colour}"
+        facts = [
+            ("Release", record.release),
+            ("Colours", route),
+            ("Result", record.result),
+            ("Duration", _seconds(record.duration_s)),
+        ]
+        return {
+            "text": text(summary),
+            "blocks": [
+                {"type": "section", "text": {"type": "mrkdwn", "text": text(summary)}},
+                {
+                    "type": "section",
+                    "fields": [
+                        {"type": "mrkdwn", "text": f"*{name}*\n{text(value)}"}
+                        for name, value in facts
+                    ],
+                },
+                {
+                    "type": "context",
+                    "elements": [
+                        {"type": "mrkdwn", "text": text(f"{record.id} on {record.hostname}")}
+                    ],
+                },
+            ],
+        }
+
+    def _deliver(self, url: str, body: bytes) -> DeliveryFailure | None:
+        shown = redact(display_url(url), self._secrets)
+        try:
+            scheme = urlsplit(url).scheme.lower()
+        except ValueError as exc:
+            return DeliveryFailure(shown, f"invalid URL: {exc}")
+        if scheme not in ("http", "https"):
+            return DeliveryFailure(shown, f"unsupported URL scheme {scheme!r}; use http or https")
+        problem = ""
+        for attempt in range(DELIVERY_ATTEMPTS):
+            if attempt:
+                time.sleep(self.retry_pause_s)
+            outcome = self._post(url, body)
+            if outcome is None:
+                return None
+            problem = outcome
+        error = f"{problem} (after {DELIVERY_ATTEMPTS} attempts)"
+        return DeliveryFailure(shown, redact(error, [*self._secrets, *_url_credentials(url)]))
+
+    def _post(self, url: str, body: bytes) -> str | None:
+        """None when the webhook took it, else what went wrong."""
+        try:
+            # No redirects: a POST turned into a GET elsewhere is no delivery, and the payload
+            # should not travel to a host nobody configured.
+            with self._session.post(
+                url,
+                data=body,
+                headers={"Content-Type": "application/json"},
+                timeout=self.timeout_s,
+                allow_redirects=False,
+                stream=True,
+            ) as response:
+                if 200 <= response.status_code < 300:
+                    return None
+                excerpt = next(response.iter_content(300), b"").decode("utf-8", "replace")
+                excerpt = " ".join(excerpt.split())
+                return f"HTTP {response.status_code} {response.reason}" + (
+                    f": {excerpt}" if excerpt else ""
+                )
+        except requests.Timeout:
+            return f"no answer within {self.timeout_s:g}s"
+        except requests.ConnectionError as exc:
+            cause = _root_cause(exc)
+            if isinstance(cause, OSError) and cause.strerror:
+                return f"connection failed: {cause.strerror}"
+            return f"connection failed: {cause}"
+        except Exception as exc:  # a notification must never break the deploy
+            return f"{type(exc).__name__}: {exc}"
+
+    def close(self) -> None:
+        """Close the session, if it is the notifier's own."""
+        if self._owns_session:
+            self._session.close()
+
+    def __enter__(self) -> Notifier:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

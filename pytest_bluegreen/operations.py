@@ -1,0 +1,147 @@
+"""The one-shot commands beside a deploy: status, the dry-run plan, a manual rollback, retire."""
+
+from __future__ import annotations
+
+import time
+
+from pytest_bluegreen.colours import COLOURS, Colour, other_colour
+from pytest_bluegreen.compose import detect_compose_command
+from pytest_bluegreen.config import StackConfig
+from pytest_bluegreen.deploy import STAGES
+from pytest_bluegreen.errors import BluegreenError, DeployError, LockError
+from pytest_bluegreen.lock import DeployLock
+from pytest_bluegreen.probe import check_colour_serves
+from pytest_bluegreen.record import DeployRecord, RecordStore, new_deploy_id, utc_timestamp
+from pytest_bluegreen.router import HAProxyRouter, RuntimeAPI, read_map_file
+from pytest_bluegreen.stack import Progress, Stack
+from pytest_bluegreen.state import load_state, save_state
+
+LB_MAP = "/var/lib/bluegreen/active.map"
+
+
+def _router(config: StackConfig) -> HAProxyRouter:
+    return HAProxyRouter(
+        RuntimeAPI(config.admin_socket), config.map_file, LB_MAP, config.backends_of
+    )
+
+
+def status(config: StackConfig) -> str:
+    """Live colour (HAProxy's word, else the map file's), releases, last deploy, lock."""
+    state = load_state(config.state_file)
+    lines = []
+    try:
+        live: Colour | None = _router(config).active_colour()
+        source = "HAProxy runtime API"
+    except BluegreenError as exc:
+        live, source = read_map_file(config.map_file), f"map file; HAProxy not reachable: {exc}"
+    lines.append(f"live colour: {live or 'none'} ({source})")
+    for colour in COLOURS:
+        lines.append(f"  {colour} release: {state.releases.get(colour, 'none')}")
+    try:
+        last = RecordStore(config.state_dir).last()
+    except ValueError as exc:
+        last, lines = None, [*lines, f"last deploy: unreadable ({exc})"]
+    if last is not None:
+        lines.append(
+            f"last deploy: {last.id} release {last.release} "
+            f"{last.from_colour or 'none'} -> {last.to_colour}: {last.result}"
+            + (f" ({last.error})" if last.error else "")
+        )
+    holder = DeployLock(config.lock_file).running()
+    lines.append(
+        f"deploy running: {holder.deploy_id} (pid {holder.pid}, since {holder.started_at})"
+        if holder
+        else "deploy running: no"
+    )
+    return "\n".join(lines)
+
+
+def plan(config: StackConfig, release: str) -> str:
+    """What ``--bg-deploy`` would do, read-only: no file written, no container touched."""
+    try:
+        live: Colour | None = _router(config).active_colour()
+    except BluegreenError:
+        live = read_map_file(config.map_file) if config.admin_socket.exists() else None
+    to: Colour = other_colour(live) if live else "blue"
+    compose = " ".join(detect_compose_command())
+    files = " ".join(f"-f {f}" for f in config.compose_files)
+    base = f"{compose} --project-name {config.project_name} {files}"
+    services = " ".join(config.services_of(to))
+    steps = {
+        "prerequisites": "Docker, Compose file, deploy lock, HAProxy runtime API",
+        "colours": f"live {live or 'none (first deploy)'}, deploy to {to}",
+        "backup": f"pg_dump -Fc of {config.db_service} into {config.backup_dir}, verified by a "
+        f"restore, keep {config.keep_backups}",
+        "bring_up": f"{to.upper()}_RELEASE={release} {base} build {services}; migrate; "
+        f"up -d --no-deps --force-recreate {services}; wait healthy",
+        "gates": f"{', '.join(config.gate_suites) or 'none'} against {config.preview_url(to)}",
+        "switch": f"set map {LB_MAP} active {to} (runtime API), map file rewritten",
+        "verify": f"{config.postdeploy_suite} against {config.public_url}",
+        "retire": f"drain {live}, stop {' '.join(config.services_of(live))}" if live else "none",
+    }
+    lines = [f"plan for release {release} (dry run: nothing changed)"]
+    lines += [f"  {n}. {stage}: {steps[stage]}" for n, stage in enumerate(STAGES, start=1)]
+    return "\n".join(lines)
+
+
+def rollback(config: StackConfig, progress: Progress) -> str:
+    """Switch back to the previous colour if it can still serve, and verify it."""
+    lock = DeployLock(config.lock_file)
+    record_id = new_deploy_id()
+    lock.acquire(record_id, utc_timestamp())
+    try:
+        stack = Stack(config, progress=progress)
+        state = load_state(config.state_file)
+        stack.release_env = state.release_env()
+        live = stack.router.active_colour()
+        old = other_colour(live)
+        if old not in state.releases:
+            raise DeployError(f"{old} never ran a release here: nothing to roll back to")
+        record = DeployRecord(
+            id=record_id, release=state.releases[old], from_colour=live, to_colour=old
+        )
+        record.started_at = utc_timestamp()
+        start = time.monotonic()
+        services = list(config.services_of(old))
+        if stack.router.not_ready(old):
+            progress(f"starting the retired {old} colour")
+            stack.compose.start(services)
+            stack.wait_healthy(services, config.healthy_timeout_s)
+            stack.router.wait_ready(old, timeout_s=30)
+        stack.router.switch(old)
+        record.rollback_s = round(time.monotonic() - start, 3)
+        problems = check_colour_serves(
+            config.public_url, config.critical_paths, old, config.ca_file
+        )
+        if problems:
+            stack.router.switch(live)
+            raise DeployError(f"{old} does not serve ({'; '.join(problems)}); {live} kept live")
+        record.rollback_verified_s = round(time.monotonic() - start, 3)
+        state.live = old
+        state.last_deploy = record_id
+        save_state(config.state_file, state)
+        record.finish("rolled_back")
+        RecordStore(config.state_dir).save(record)
+        return (
+            f"rolled back {live} -> {old} (release {record.release}) "
+            f"in {record.rollback_s:.3f}s, verified"
+        )
+    finally:
+        lock.release()
+
+
+def retire(config: StackConfig, colour: Colour, progress: Progress) -> str:
+    """Stop ``colour`` unless it became live again or a deploy now owns it (detached retire)."""
+    lock = DeployLock(config.lock_file)
+    try:
+        lock.acquire(new_deploy_id(), utc_timestamp())
+    except LockError:
+        return f"a deploy is running; {colour} left as it is"
+    try:
+        stack = Stack(config, progress=progress)
+        if stack.router.active_colour() == colour:
+            return f"{colour} is live again (rolled back); not stopped"
+        stack.compose.stop(list(config.services_of(colour)))
+        return f"{colour} stopped (containers kept)"
+    finally:
+        lock.release()

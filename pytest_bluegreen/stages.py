@@ -1,0 +1,149 @@
+"""Ordered deploy stages on top of pytest: sort, stop after a failure, record, conclude.
+
+Items belong to a stage through the ``bluegreen_stage`` marker, or by where they live: the
+post-deploy suite is the ``verify`` stage, every other collected test is a ``gates`` test. The
+first failure stops the deploy: later items are skipped with the reason, and the session
+fixture's finalizer concludes with an abort or a rollback (see :mod:`pytest_bluegreen.deploy`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pytest_bluegreen.deploy import POST_SWITCH_STAGES, STAGES, Deployment
+
+STAGE_KEY = pytest.StashKey[str]()
+
+
+class StageTracker:
+    """The state of one ``--bg-deploy`` session, registered as a plugin."""
+
+    def __init__(self, postdeploy_dir: Path, make_deployment: Callable[[], Deployment]) -> None:
+        self.postdeploy_dir = postdeploy_dir
+        self.make_deployment = make_deployment
+        self.deployment: Deployment | None = None
+        self.stage_of: dict[str, str] = {}
+        self.outcomes: dict[str, Counter[str]] = {stage: Counter() for stage in STAGES}
+        self.durations: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+        self.failed_stage: str | None = None
+        self.error: str | None = None
+        self.verdict_at: float | None = None
+        self.current_stage: str | None = None
+        self.write: Callable[[str], None] = print
+
+    # -- collection ----------------------------------------------------------------------------
+
+    def stage_for(self, item: pytest.Item) -> str:
+        marker = item.get_closest_marker("bluegreen_stage")
+        if marker is not None:
+            stage = marker.args[0] if marker.args else marker.kwargs.get("name")
+            if stage not in STAGES:
+                raise pytest.UsageError(
+                    f"{item.nodeid}: bluegreen_stage({stage!r}) is not a stage; "
+                    f"use one of {', '.join(STAGES)}"
+                )
+            return str(stage)
+        if item.path.is_relative_to(self.postdeploy_dir):
+            return "verify"
+        return "gates"
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            stage = self.stage_for(item)
+            item.stash[STAGE_KEY] = stage
+            self.stage_of[item.nodeid] = stage
+        items.sort(key=lambda item: STAGES.index(item.stash[STAGE_KEY]))
+
+    # -- running -------------------------------------------------------------------------------
+
+    def gates_passed(self) -> int:
+        """Gates that passed; any other gate outcome has already stopped the deploy."""
+        return self.outcomes["gates"]["passed"]
+
+    def pytest_runtest_logstart(self, nodeid: str) -> None:
+        stage = self.stage_of.get(nodeid)
+        if stage and stage != self.current_stage:
+            self.current_stage = stage
+            self.write(f"== stage {STAGES.index(stage) + 1}/{len(STAGES)}: {stage}")
+
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        if self.failed_stage is not None:
+            pytest.skip(f"deploy stopped: stage {self.failed_stage} failed")
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        stage = self.stage_of.get(report.nodeid)
+        if stage is None:
+            return
+        self.durations[stage] += report.duration
+        stopped_by_us = self.failed_stage is not None and report.skipped
+        if report.when == "call" or (report.when == "setup" and not report.passed):
+            outcome = (
+                "passed"
+                if report.passed and not hasattr(report, "wasxfail")
+                else ("skipped" if report.skipped else "failed")
+            )
+            if not stopped_by_us:
+                self.outcomes[stage][outcome] += 1
+            if outcome != "passed" and self.failed_stage is None:
+                self._fail(stage, report, outcome)
+        elif report.when == "teardown" and report.failed and self.failed_stage is None:
+            self._fail(stage, report, "failed")
+        if self.deployment is not None and not self.deployment.concluded:
+            counts = self.outcomes[stage]
+            outcome = (
+                "failed"
+                if self.failed_stage == stage
+                else ("skipped" if not counts["passed"] else "passed")
+            )
+            summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()) if n)
+            message = self.error if self.failed_stage == stage and self.error else summary
+            self.deployment.stage_done(stage, outcome, self.durations[stage], message or "")
+
+    def _fail(self, stage: str, report: pytest.TestReport, outcome: str) -> None:
+        self.failed_stage = stage
+        if stage in POST_SWITCH_STAGES:
+            self.verdict_at = time.monotonic()
+        crash = getattr(report.longrepr, "reprcrash", None)
+        reason = crash.message if crash is not None else str(report.longrepr).splitlines()[-1:]
+        if outcome == "skipped":
+            reason = f"a {stage} test was skipped, and a deploy fails closed ({reason})"
+        self.error = f"stage {stage} failed: {report.nodeid}: {reason}"
+        self.write(f"!! {self.error}")
+
+    def pytest_keyboard_interrupt(self) -> None:
+        self.error = self.error or "interrupted (SIGINT or SIGTERM)"
+        self.failed_stage = self.failed_stage or self.current_stage or "prerequisites"
+        if self.failed_stage in POST_SWITCH_STAGES or (
+            self.deployment is not None and self.deployment.switched
+        ):
+            self.verdict_at = self.verdict_at or time.monotonic()
+
+    # -- the end -------------------------------------------------------------------------------
+
+    def start_deployment(self) -> Deployment:
+        self.deployment = self.make_deployment()
+        return self.deployment
+
+    def conclude(self) -> None:
+        if self.deployment is None:
+            return
+        if self.failed_stage is None and self.outcomes["retire"]["passed"] == 0:
+            self.failed_stage, self.error = "retire", "the deploy did not run all its stages"
+        self.deployment.conclude(self.failed_stage, self.error, self.verdict_at)
+        record = self.deployment.record
+        self.write(
+            f"== deploy {record.id}: {record.result} "
+            f"({record.from_colour or 'none'} -> {record.to_colour}, release {record.release})"
+        )
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        deployment = self.deployment
+        if deployment is not None and deployment.record.result != "deployed":
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED

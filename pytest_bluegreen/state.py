@@ -1,0 +1,59 @@
+"""The recorded colour state: which colour is live and which release each colour runs.
+
+HAProxy is the truth for where traffic goes; this file is the memory beside it (releases, the
+last deploy) and the cross-check that tells when someone switched by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pytest_bluegreen.colours import COLOURS, Colour, is_colour
+from pytest_bluegreen.errors import ConfigError
+
+
+@dataclass(slots=True)
+class ColourState:
+    live: Colour | None = None
+    releases: dict[Colour, str] = field(default_factory=dict)
+    last_deploy: str | None = None
+
+    def release_env(self) -> dict[str, str]:
+        """``BLUE_RELEASE``/``GREEN_RELEASE`` for Compose, so no command retags a colour."""
+        return {f"{c.upper()}_RELEASE": r for c, r in self.releases.items()}
+
+
+def load_state(path: Path) -> ColourState:
+    if not path.is_file():
+        return ColourState()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        live = data.get("live")
+        releases = {c: str(r) for c, r in data.get("releases", {}).items() if is_colour(c)}
+        return ColourState(
+            live=live if is_colour(live) else None,
+            releases=releases,
+            last_deploy=data.get("last_deploy"),
+        )
+    except (ValueError, AttributeError) as exc:
+        raise ConfigError(f"{path} is not a valid state file ({exc}); move it away") from None
+
+
+def save_state(path: Path, state: ColourState) -> None:
+    """Write atomically: a deploy killed half-way must not leave a torn file."""
+    data = {
+        "live": state.live,
+        "releases": {c: state.releases[c] for c in COLOURS if c in state.releases},
+        "last_deploy": state.last_deploy,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)

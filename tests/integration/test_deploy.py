@@ -1,0 +1,258 @@
+"""``pytest --bg-deploy`` on a real stack: deploys, aborts, rollbacks, the lock, the commands.
+
+The tests run in file order on one stack (Compose project ``bgdeploy``, loopback ports 28xxx),
+each starting from whatever colour the previous one left live.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from pytest_bluegreen.colours import Colour, other_colour
+from pytest_bluegreen.lock import DeployLock
+from pytest_bluegreen.record import DeployRecord, RecordStore
+from pytest_bluegreen.stack import Stack
+from pytest_bluegreen.state import load_state
+from tests.integration.conftest import REPO, make_config, progress
+
+PORTS = {
+    "PUBLIC_BIND": "127.0.0.1",
+    "PUBLIC_HTTP_PORT": "28080",
+    "PUBLIC_HTTPS_PORT": "28443",
+    "PREVIEW_BLUE_PORT": "28441",
+    "PREVIEW_GREEN_PORT": "28442",
+    "STATS_PORT": "28404",
+}
+BASE_COMPOSE = REPO / "docker-compose.blue-green.yml"
+
+
+@dataclass
+class DeployHost:
+    home: Path
+    stack: Stack
+
+    @property
+    def settings(self) -> Path:
+        return self.home / "bluegreen.toml"
+
+    def pytest(
+        self, *args: str, compose: list[Path] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run pytest with the plugin as a user would, in the repository, on this stack."""
+        argv = [sys.executable, "-m", "pytest", "--bg-config", str(self.settings)]
+        argv += ["-p", "no:cacheprovider"]
+        for path in [BASE_COMPOSE, *compose] if compose else []:
+            argv += ["--bg-compose-file", str(path)]
+        result = subprocess.run(
+            [*argv, *args],
+            cwd=REPO,
+            env={**os.environ, **PORTS},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        print(result.stdout[-6000:], result.stderr[-3000:], sep="\n")
+        return result
+
+    def deploy(
+        self, release: str, compose: list[Path] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return self.pytest("--bg-deploy", "--bg-release", release, compose=compose)
+
+    def last(self) -> DeployRecord:
+        record = RecordStore(self.stack.config.state_dir).last()
+        assert record is not None
+        return record
+
+    def live(self) -> Colour:
+        return self.stack.router.active_colour()
+
+    def answer(self) -> tuple[str, str]:
+        """(colour, release) that the public URL serves now."""
+        config = self.stack.config
+        with requests.Session() as session:
+            session.trust_env = False
+            response = session.get(
+                config.public_url + "/api/v1/health", verify=str(config.ca_file), timeout=10
+            )
+        assert response.status_code == 200
+        body = response.json()
+        return body["colour"], body["release"]
+
+
+def compose_override(home: Path, name: str, service_yaml: str) -> Path:
+    """A Compose file that changes both backends the same way (only the idle one is recreated)."""
+    body = "services:\n" + "".join(
+        f"  backend-{colour}:\n" + service_yaml for colour in ("blue", "green")
+    )
+    path = home / f"{name}.yml"
+    path.write_text(body)
+    return path
+
+
+@pytest.fixture(scope="module")
+def host() -> Iterator[DeployHost]:
+    """A stack with blue live at release "initial", as ``bluegreen up`` leaves it."""
+    home = Path(tempfile.mkdtemp(prefix="bgdep-"))
+    stack = Stack(make_config("bgdeploy", home, ports=PORTS), progress=progress)
+    stack.down(volumes=True)
+    stack.up(("blue",), live="blue")
+    yield DeployHost(home, stack)
+    stack.down(volumes=True)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def test_two_deploys_in_a_row(host: DeployHost) -> None:
+    assert host.answer() == ("blue", "initial")
+
+    first = host.deploy("r1")
+    assert first.returncode == 0
+    record = host.last()
+    assert (record.result, record.from_colour, record.to_colour) == ("deployed", "blue", "green")
+    assert host.answer() == ("green", "r1")
+    assert [stage.name for stage in record.stages] == [
+        "prerequisites", "colours", "backup", "bring_up", "gates", "switch", "verify", "retire",
+    ]  # fmt: skip
+    assert all(stage.outcome == "passed" for stage in record.stages), record.stages
+    assert record.switch is not None
+    assert record.switch["total_ms"] < 1000
+    assert f"== deploy {record.id}: deployed" in first.stdout
+
+    second = host.deploy("r2")
+    assert second.returncode == 0
+    record = host.last()
+    assert (record.result, record.from_colour, record.to_colour) == ("deployed", "green", "blue")
+    assert host.answer() == ("blue", "r2")
+    state = load_state(host.stack.config.state_file)
+    assert (state.live, state.releases) == ("blue", {"blue": "r2", "green": "r1"})
+    deploys = sorted((host.stack.config.state_dir / "deploys").glob("*.json"))
+    assert len(deploys) == 2
+
+
+def test_the_backup_restores_and_its_checksum_matches(host: DeployHost) -> None:
+    record = host.last()
+    assert record.backup is not None
+    dump = Path(record.backup["file"])
+    assert hashlib.sha256(dump.read_bytes()).hexdigest() == record.backup["sha256"]
+    assert dump.read_bytes()[:5] == b"PGDMP"
+    from pytest_bluegreen.backup import DatabaseBackup
+
+    (db,) = host.stack.compose.container_ids("db")
+    env = host.stack.config.environment
+    backup = DatabaseBackup(db, env["POSTGRES_DB"], env["POSTGRES_USER"], dump.parent)
+    try:
+        backup.restore(dump, "bg_restore_check")
+        assert backup.row_counts("bg_restore_check") == record.backup["row_counts"]
+    finally:
+        backup.drop_database("bg_restore_check")
+    assert sum(record.backup["row_counts"].values()) > 0
+
+
+def test_a_release_that_never_gets_healthy_is_aborted(host: DeployHost) -> None:
+    live, release = host.answer()
+    broken = compose_override(
+        host.home,
+        "never-healthy",
+        '    healthcheck:\n      test: ["CMD", "false"]\n      interval: 1s\n'
+        "      retries: 2\n      start_period: 0s\n",
+    )
+    result = host.deploy("broken-health", compose=[broken])
+    assert result.returncode != 0
+    record = host.last()
+    assert record.result == "aborted"
+    assert record.release == "broken-health"
+    assert "unhealthy" in (record.error or "")
+    assert host.answer() == (live, release)
+    idle = other_colour(live)
+    for service in host.stack.config.services_of(idle):
+        assert host.stack.compose.container_ids(service) == []  # stopped, not running
+
+
+def test_a_release_failing_after_the_switch_is_rolled_back(host: DeployHost) -> None:
+    live, release = host.answer()
+    broken = compose_override(
+        host.home, "public-errors", "    environment:\n      APTOS_FAULT: public-api-errors\n"
+    )
+    result = host.deploy("broken-public", compose=[broken])
+    assert result.returncode != 0
+    record = host.last()
+    assert record.result == "rolled_back"
+    assert {s.name: s.outcome for s in record.stages}["gates"] == "passed"
+    assert {s.name: s.outcome for s in record.stages}["verify"] == "failed"
+    assert record.rollback_s is not None
+    assert record.rollback_s < 1.0
+    assert record.rollback_verified_s is not None
+    assert host.answer() == (live, release)
+    assert host.live() == live
+
+
+def test_a_second_deploy_is_refused_while_one_runs(host: DeployHost) -> None:
+    before = host.answer()
+    lock = DeployLock(host.stack.config.lock_file)
+    lock.acquire("20990101T000000Z-abcdef", "2099-01-01T00:00:00Z")
+    try:
+        result = host.deploy("r-refused")
+    finally:
+        lock.release()
+    assert result.returncode != 0
+    assert (
+        "another deploy is running on this stack: deploy 20990101T000000Z-abcdef" in result.stdout
+    )
+    assert host.answer() == before
+
+
+def tree_snapshot(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        if p.is_file()
+        else "dir"
+        for p in sorted(folder.rglob("*"))
+        if not p.is_socket()
+    }
+
+
+def containers_snapshot(project: str) -> str:
+    return subprocess.run(
+        ["docker", "ps", "-a", "--filter", f"label=com.docker.compose.project={project}",
+         "--format", "{{.ID}} {{.Status}}"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(host: DeployHost) -> None:
+    state_dir = host.stack.config.state_dir
+    files, containers = tree_snapshot(state_dir), containers_snapshot("bgdeploy")
+    result = host.pytest("--bg-dry-run", "--bg-release", "r9")
+    assert result.returncode == 0
+    idle = other_colour(host.live())
+    assert f"deploy to {idle}" in result.stdout
+    assert f"{idle.upper()}_RELEASE=r9" in result.stdout
+    assert "8. retire" in result.stdout
+    assert tree_snapshot(state_dir) == files
+    assert containers_snapshot("bgdeploy") == containers
+
+
+def test_status_then_rollback(host: DeployHost) -> None:
+    live, _ = host.answer()
+    status = host.pytest("--bg-status")
+    assert status.returncode == 0
+    assert f"live colour: {live} (HAProxy runtime API)" in status.stdout
+    assert "deploy running: no" in status.stdout
+
+    result = host.pytest("--bg-rollback")
+    assert result.returncode == 0, result.stderr
+    old = other_colour(live)
+    state = load_state(host.stack.config.state_file)
+    assert host.answer() == (old, state.releases[old])
+    assert host.last().result == "rolled_back"
