@@ -54,12 +54,25 @@ COUNT_SQL: Final = (
 # Counts and dump from one snapshot: a psql coprocess holds a REPEATABLE READ transaction open,
 # exports its snapshot and counts in it, then pg_dump reads that same snapshot. The dump goes to
 # stdout, the counts to stderr. Arguments: database, user, count query, seconds to wait for psql.
+#
+# The script outlives its children on every path: the container's PID 1 is the postmaster, which
+# reaps orphans and takes one that died of a signal for a crashed backend, restarting the server.
 DUMP_SCRIPT: Final = r"""
 set -euo pipefail
 db=$1 user=$2 count_sql=$3 wait_s=$4
 marker='--bg-backup-end--'
+to=''
+finish() {
+  local status=$?
+  trap '' TERM INT HUP
+  if [[ -n $to ]]; then exec {to}>&-; fi
+  wait || true
+  exit "$status"
+}
+trap finish EXIT
+trap 'exit 143' TERM INT HUP
 coproc PSQL { exec psql -X -q -A -t -v ON_ERROR_STOP=1 -U "$user" -d "$db"; }
-to=${PSQL[1]} from=${PSQL[0]} psql_pid=$PSQL_PID
+to=${PSQL[1]} from=${PSQL[0]}
 reply=''
 ask() {
   printf '%s\n\\echo %s\n' "$1" "$marker" >&"$to"
@@ -79,20 +92,18 @@ ask "$count_sql"
 printf '%s\n' "$reply" >&2
 pg_dump --snapshot="$snapshot" -Fc -Z 6 -U "$user" -d "$db"
 ask 'COMMIT;'
-exec {to}>&-
-wait "$psql_pid"
 """
 
-# Kill every process of one command (they share its PGAPPNAME), e.g. a pg_dump blocked on a
-# pipe nobody reads any more. Argument: the PGAPPNAME value.
+# Stop one command now, found by its PGAPPNAME: TERM to its ``timeout``, which passes it on to
+# the command's process group, as when its time is up. Never KILL (see DUMP_SCRIPT).
 STOP_SCRIPT: Final = r"""
+exec 2>/dev/null
 for env in /proc/[0-9]*/environ; do
+  pid=${env//[!0-9]/}
+  [[ $(<"/proc/$pid/comm") == timeout ]] || continue
   while IFS= read -r -d '' var; do
-    if [[ $var == "PGAPPNAME=$1" ]]; then
-      kill -KILL "${env//[!0-9]/}" 2>/dev/null || true
-      break
-    fi
-  done 2>/dev/null <"$env" || true
+    if [[ $var == "PGAPPNAME=$1" ]]; then kill -TERM "$pid" || true; break; fi
+  done <"$env" || true
 done
 """
 
@@ -407,12 +418,16 @@ class DatabaseBackup:
             "-e",
             f"PGAPPNAME={app}",
             self.container_id,
-            *("timeout", "-k", "10", seconds),
+            *("timeout", seconds),  # no -k: a KILL would orphan processes (see DUMP_SCRIPT)
             *command,
         ]
 
     def _stop(self, app: str) -> None:
-        """Best effort: end what is left of a failed command, so it holds no locks."""
+        """Best effort: end what is left of a failed command, so it holds no snapshot or lock.
+
+        A killed ``docker exec`` client leaves its process running in the container, and a
+        backend waiting for a lock does not notice that its client is gone.
+        """
         with contextlib.suppress(BackupError):
             self._run(
                 ["bash", "-c", STOP_SCRIPT, "bg-stop", app],

@@ -197,7 +197,8 @@ def load_config(
             f"bluegreen.project_name {values['project_name']!r} must be lowercase letters, "
             "digits, '-' or '_', starting with a letter or digit"
         )
-    files = compose_files or [Path(f) for f in values.pop("compose_files", [])]
+    configured = [Path(f) for f in values.pop("compose_files", [])]
+    files = compose_files or configured
     if not files:
         files = [Path("docker-compose.blue-green.yml")]
     resolved = tuple(f if f.is_absolute() else project_dir / f for f in files)

@@ -10,10 +10,9 @@ from __future__ import annotations
 import re
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import pytest
 
@@ -23,7 +22,7 @@ from pytest_bluegreen.config import StackConfig, load_config
 from pytest_bluegreen.deploy import STAGES, Deployment
 from pytest_bluegreen.errors import BluegreenError
 from pytest_bluegreen.probe import Target
-from pytest_bluegreen.stages import STAGE_KEY, StageTracker
+from pytest_bluegreen.stages import STAGE_KEY, StageTracker, terminal_writer
 from pytest_bluegreen.state import load_state
 
 TRACKER_KEY = pytest.StashKey[StageTracker]()
@@ -136,7 +135,7 @@ def pytest_configure(config: pytest.Config) -> None:
         stack_config.project_dir / stack_config.postdeploy_suite,
         lambda: Deployment(stack_config, release, progress=tracker.write),
     )
-    tracker.write = _terminal_writer(config)
+    tracker.write = terminal_writer(config)
     config.stash[TRACKER_KEY] = tracker
     config.pluginmanager.register(tracker, "bluegreen-stages")
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
@@ -145,24 +144,6 @@ def pytest_configure(config: pytest.Config) -> None:
 def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
     """SIGTERM ends a deploy like Ctrl-C: the finalizers roll back or abort cleanly."""
     raise KeyboardInterrupt
-
-
-def _terminal_writer(config: pytest.Config) -> Callable[[str], None]:
-    """Lines on the terminal even while pytest captures the tests' output."""
-
-    def write(message: str) -> None:
-        reporter: Any = config.pluginmanager.get_plugin("terminalreporter")
-        capture: Any = config.pluginmanager.get_plugin("capturemanager")
-        if reporter is None:
-            print(message, file=sys.stderr)
-            return
-        if capture is not None:
-            with capture.global_and_fixture_disabled():
-                reporter.write_line(message)
-        else:
-            reporter.write_line(message)
-
-    return write
 
 
 @pytest.fixture(scope="session")

@@ -8,16 +8,37 @@ fixture's finalizer concludes with an abort or a rollback (see :mod:`pytest_blue
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pytest_bluegreen.deploy import POST_SWITCH_STAGES, STAGES, Deployment
 
 STAGE_KEY = pytest.StashKey[str]()
+
+
+def terminal_writer(config: pytest.Config) -> Callable[[str], None]:
+    """Lines on the terminal, each on its own line, even while pytest captures test output."""
+
+    def write(message: str) -> None:
+        capture: Any = config.pluginmanager.get_plugin("capturemanager")
+        try:
+            terminal = config.get_terminal_writer()
+        except (AttributeError, AssertionError):  # no terminal reporter (-p no:terminal)
+            print(message, file=sys.stderr)
+            return
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            if terminal.width_of_current_line:
+                terminal.line()
+            terminal.line(message)
+
+    return write
 
 
 class StageTracker:
@@ -66,6 +87,7 @@ class StageTracker:
         """Gates that passed; any other gate outcome has already stopped the deploy."""
         return self.outcomes["gates"]["passed"]
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logstart(self, nodeid: str) -> None:
         stage = self.stage_of.get(nodeid)
         if stage and stage != self.current_stage:
@@ -109,8 +131,7 @@ class StageTracker:
         self.failed_stage = stage
         if stage in POST_SWITCH_STAGES:
             self.verdict_at = time.monotonic()
-        crash = getattr(report.longrepr, "reprcrash", None)
-        reason = crash.message if crash is not None else str(report.longrepr).splitlines()[-1:]
+        reason = _short_reason(report.longrepr)
         if outcome == "skipped":
             reason = f"a {stage} test was skipped, and a deploy fails closed ({reason})"
         self.error = f"stage {stage} failed: {report.nodeid}: {reason}"
@@ -147,3 +168,14 @@ class StageTracker:
         deployment = self.deployment
         if deployment is not None and deployment.record.result != "deployed":
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _short_reason(longrepr: object) -> str:
+    """One line from a report's ``longrepr``: a crash message, or a skip's reason."""
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    crash = getattr(longrepr, "reprcrash", None)
+    if crash is not None:
+        return str(crash.message)
+    lines = str(longrepr).strip().splitlines()
+    return lines[-1] if lines else "no detail"

@@ -69,6 +69,7 @@ def test_missing_config_file_is_an_error(project: Path) -> None:
 
 
 def test_command_line_compose_files_replace_configured_ones(project: Path) -> None:
+    write_pyproject(project, 'compose_files = ["docker-compose.blue-green.yml"]')
     override = project / "override.yml"
     override.write_text("services: {}\n")
     config = load_config(project, compose_files=[Path("override.yml")], environ={})
