@@ -39,7 +39,8 @@ CLEANUP_TIMEOUT_S: Final = 30.0
 MAINTENANCE_DB: Final = "postgres"
 CHUNK: Final = 1 << 20
 STDERR_TAIL_LINES: Final = 20
-BACKUP_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# Plain file names, short enough for "." + name + ".dump.sha256.partial-xxxxxxxx" in 255 bytes.
+BACKUP_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 SIDECAR_LINE: Final = re.compile(r"([0-9a-fA-F]{64}) [ *](.+)")
 
 # One line, "BG-ROWCOUNTS {json}": JSON escapes any odd character of a table name, and %I
@@ -216,9 +217,9 @@ class DatabaseBackup:
     def _final_path(self, name: str) -> Path:
         """Check the name and the folder before anything is dumped."""
         if not BACKUP_NAME.fullmatch(name):
-            raise ValueError(
-                f"backup name {name!r} must be letters, digits, '.', '_' or '-', "
-                "starting with a letter or digit"
+            raise BackupError(
+                f"backup name {name!r} must be 1 to 200 letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit; use a plainer release name"
             )
         final = self.backup_dir / f"{name}.dump"
         if final.exists() or checksum_file(final).exists():

@@ -324,7 +324,10 @@ class Deployment:
         self.stack.compose.stop(services)
 
     def rollback(self, verdict_at: float) -> None:
-        """After the switch: traffic back to the old colour at once, then prove it serves."""
+        """After the switch: traffic back to the old colour at once, then prove it serves.
+
+        The failed colour is stopped afterwards (its containers kept for their logs).
+        """
         old = self.from_colour
         if old is None:
             raise DeployError(
@@ -345,7 +348,9 @@ class Deployment:
             raise DeployError(f"rolled back to {old}, but it does not serve: {'; '.join(problems)}")
         self.record.rollback_verified_s = round(self.clock() - verdict_at, 3)
         self.state.live = old
+        self.state.releases.pop(self.to_colour, None)  # never a rollback target
         save_state(self.config.state_file, self.state)
+        self.stack.compose.stop(list(self.config.services_of(self.to_colour)))
         self.say(
             "rollback",
             f"rolled back to {old} in {self.record.rollback_s:.3f}s, verified after "

@@ -158,7 +158,11 @@ class Stack:
             self.compose.run_once(service, cfg.seed_command)
 
     def running_services(self, services: Iterable[str]) -> list[str]:
-        return [s for s in services if self.compose.container_ids(s)]
+        return [
+            s
+            for s in services
+            if any(self.engine.state(i).status == "running" for i in self.compose.container_ids(s))
+        ]
 
     def wait_healthy(self, services: Sequence[str], timeout_s: float) -> None:
         """Wait (bounded) until Docker reports every container of ``services`` healthy."""
@@ -166,7 +170,7 @@ class Stack:
         pending = list(services)
         while pending:
             for service in list(pending):
-                ids = self.compose.container_ids(service, all_states=True)
+                ids = self.compose.container_ids(service)
                 if not ids:
                     raise StackError(f"{service} has no container")
                 states = [self.engine.state(i) for i in ids]

@@ -50,10 +50,12 @@ class DeployHost:
         self, *args: str, compose: list[Path] | None = None
     ) -> subprocess.CompletedProcess[str]:
         """Run pytest with the plugin as a user would, in the repository, on this stack."""
-        argv = [sys.executable, "-m", "pytest", "--bg-config", str(self.settings)]
+        # The "--opt=value" form: pytest finds its rootdir before it knows plugin options, and
+        # would take a separate value for a path to test.
+        argv = [sys.executable, "-m", "pytest", f"--bg-config={self.settings}"]
         argv += ["-p", "no:cacheprovider"]
         for path in [BASE_COMPOSE, *compose] if compose else []:
-            argv += ["--bg-compose-file", str(path)]
+            argv += [f"--bg-compose-file={path}"]
         result = subprocess.run(
             [*argv, *args],
             cwd=REPO,
@@ -175,8 +177,8 @@ def test_a_release_that_never_gets_healthy_is_aborted(host: DeployHost) -> None:
     assert "unhealthy" in (record.error or "")
     assert host.answer() == (live, release)
     idle = other_colour(live)
-    for service in host.stack.config.services_of(idle):
-        assert host.stack.compose.container_ids(service) == []  # stopped, not running
+    services = host.stack.config.services_of(idle)
+    assert host.stack.running_services(services) == []  # stopped; containers kept for their logs
 
 
 def test_a_release_failing_after_the_switch_is_rolled_back(host: DeployHost) -> None:
@@ -195,6 +197,8 @@ def test_a_release_failing_after_the_switch_is_rolled_back(host: DeployHost) -> 
     assert record.rollback_verified_s is not None
     assert host.answer() == (live, release)
     assert host.live() == live
+    services = host.stack.config.services_of(other_colour(live))
+    assert host.stack.running_services(services) == []
 
 
 def test_a_second_deploy_is_refused_while_one_runs(host: DeployHost) -> None:
@@ -225,7 +229,7 @@ def tree_snapshot(folder: Path) -> dict[str, str]:
 def containers_snapshot(project: str) -> str:
     return subprocess.run(
         ["docker", "ps", "-a", "--filter", f"label=com.docker.compose.project={project}",
-         "--format", "{{.ID}} {{.Status}}"],
+         "--format", "{{.ID}} {{.State}} {{.Image}}"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
 
@@ -244,15 +248,24 @@ def test_dry_run_prints_the_plan_and_changes_nothing(host: DeployHost) -> None:
 
 
 def test_status_then_rollback(host: DeployHost) -> None:
-    live, _ = host.answer()
+    live, release = host.answer()
+    idle = other_colour(live)
     status = host.pytest("--bg-status")
     assert status.returncode == 0
     assert f"live colour: {live} (HAProxy runtime API)" in status.stdout
+    assert f"{idle} release: none" in status.stdout  # the failed releases are no rollback target
     assert "deploy running: no" in status.stdout
+    refused = host.pytest("--bg-rollback")
+    assert refused.returncode == 2
+    assert f"{idle} never ran a release here: nothing to roll back to" in refused.stderr
+    assert host.answer() == (live, release)
 
+    assert host.deploy("r3").returncode == 0
+    assert host.answer() == (idle, "r3")
     result = host.pytest("--bg-rollback")
     assert result.returncode == 0, result.stderr
-    old = other_colour(live)
-    state = load_state(host.stack.config.state_file)
-    assert host.answer() == (old, state.releases[old])
-    assert host.last().result == "rolled_back"
+    assert host.answer() == (live, release)  # the retired colour was started again
+    record = host.last()
+    assert (record.result, record.release, record.to_colour) == ("rolled_back", release, live)
+    status = host.pytest("--bg-status")
+    assert f"live colour: {live} (HAProxy runtime API)" in status.stdout

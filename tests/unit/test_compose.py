@@ -86,5 +86,5 @@ def test_timeout_becomes_a_compose_error() -> None:
 
 def test_container_ids_parses_ps_output() -> None:
     recorder = Recorder(completed(0, stdout="abc123\n\ndef456\n"))
-    assert make(recorder).container_ids("db", all_states=True) == ["abc123", "def456"]
+    assert make(recorder).container_ids("db") == ["abc123", "def456"]
     assert recorder.calls[0][0][-3:] == ["-q", "-a", "db"]
