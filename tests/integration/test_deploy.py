@@ -105,14 +105,28 @@ def compose_override(home: Path, name: str, service_yaml: str) -> Path:
 
 @pytest.fixture(scope="module")
 def host() -> Iterator[DeployHost]:
-    """A stack with blue live at release "initial", as ``bluegreen up`` leaves it."""
+    """An empty host: no containers, no volumes, no state."""
     home = Path(tempfile.mkdtemp(prefix="bgdep-"))
     stack = Stack(make_config("bgdeploy", home, ports=PORTS), progress=progress)
     stack.down(volumes=True)
-    stack.up(("blue",), live="blue")
     yield DeployHost(home, stack)
     stack.down(volumes=True)
     shutil.rmtree(home, ignore_errors=True)
+
+
+def test_the_first_deploy_on_an_empty_host(host: DeployHost) -> None:
+    result = host.deploy("initial")
+    assert result.returncode == 0
+    record = host.last()
+    assert (record.result, record.from_colour, record.to_colour) == ("deployed", None, "blue")
+    assert record.backup is not None  # even the empty database is backed up and verified
+    assert host.answer() == ("blue", "initial")
+    api = requests.get(
+        host.stack.config.public_url + "/api/v1/aptos/",
+        verify=str(host.stack.config.ca_file),
+        timeout=10,
+    )
+    assert api.json()["count"] > 0  # migrated and seeded
 
 
 def test_two_deploys_in_a_row(host: DeployHost) -> None:
