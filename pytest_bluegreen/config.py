@@ -22,6 +22,17 @@ from pytest_bluegreen.errors import ConfigError
 
 CONFIG_FILES: Final = ("pyproject.toml", "bluegreen.toml")
 PROJECT_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_-]*")
+# The endpoints the design document checks; the reference app serves all of them.
+DESIGN_CRITICAL_PATHS: Final = (
+    "/",
+    "/aptos",
+    "/builders",
+    "/api/v1/aptos/",
+    "/api/v1/builders/",
+    "/admin/",
+    "/health",
+    "/api/v1/health",
+)
 
 # Where the admin socket and the map file live inside the loadbalancer container.
 LB_STATE_IN_CONTAINER: Final = "/var/lib/bluegreen"
@@ -46,16 +57,8 @@ class StackConfig:
     seed_command: tuple[str, ...] = ("python3", "manage.py", "seed_aptos")
     # Paths every colour must serve; checked by the smoke and post-deploy suites and a rollback.
     critical_paths: tuple[str, ...] = (
-        "/",
-        "/aptos",
-        "/builders",
-        "/api/v1/aptos/",
-        "/api/v1/builders/",
-        "/admin/",
-        "/health",
-        "/api/v1/health",
+        DESIGN_CRITICAL_PATHS  # HAProxy backends that serve one colour, checked before a switch.
     )
-    # HAProxy backends that serve one colour, checked before a switch.
     router_backends: tuple[str, ...] = ("api_{colour}", "web_{colour}")
     public_host: str = "localhost"
     healthy_timeout_s: float = 180.0
@@ -74,6 +77,8 @@ class StackConfig:
     webhooks: tuple[str, ...] = ()
     webhook_style: str = "json"
     env: Mapping[str, str] = field(default_factory=dict)
+    # The settings file these came from, for a detached helper process to read them again.
+    config_file: Path | None = None
 
     def services_of(self, colour: Colour) -> tuple[str, ...]:
         return tuple(pattern.format(colour=colour) for pattern in self.colour_services)
@@ -188,7 +193,7 @@ def load_config(
     ``environ`` (default: this process's environment) overrides the stack's env file.
     """
     project_dir = project_dir.resolve()
-    table = _read_table(project_dir, config_file)
+    table, source = _read_table(project_dir, config_file)
     values = _validate(table)
     if project_name is not None:
         values["project_name"] = project_name
@@ -216,6 +221,7 @@ def load_config(
         backup_dir=backup_dir,
         env_file=env_file,
         env=env,
+        config_file=source,
         **values,
     )
 
@@ -225,7 +231,7 @@ def _under(project_dir: Path, value: str) -> Path:
     return path if path.is_absolute() else project_dir / path
 
 
-def _read_table(project_dir: Path, config_file: Path | None) -> dict[str, Any]:
+def _read_table(project_dir: Path, config_file: Path | None) -> tuple[dict[str, Any], Path | None]:
     if config_file is not None:
         path = config_file if config_file.is_absolute() else project_dir / config_file
         if not path.is_file():
@@ -246,8 +252,8 @@ def _read_table(project_dir: Path, config_file: Path | None) -> dict[str, Any]:
             section = data.get("tool", {}).get("bluegreen", data)
         if not isinstance(section, dict):
             raise ConfigError(f"{path}: [tool.bluegreen] must be a table")
-        return dict(section)
-    return {}
+        return dict(section), path
+    return {}, None
 
 
 def _validate(table: dict[str, Any]) -> dict[str, Any]:

@@ -262,6 +262,8 @@ class Deployment:
             str(self.config.project_dir),
         ]
         argv += ["--project-name", self.config.project_name]
+        if self.config.config_file is not None:
+            argv += ["--config", str(self.config.config_file)]
         for path in self.config.compose_files:
             argv += ["-f", str(path)]
         argv += ["retire", colour, "--after", str(delay)]

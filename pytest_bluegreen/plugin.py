@@ -18,7 +18,7 @@ import pytest
 
 from pytest_bluegreen import operations
 from pytest_bluegreen.colours import COLOURS
-from pytest_bluegreen.config import StackConfig, load_config
+from pytest_bluegreen.config import DESIGN_CRITICAL_PATHS, StackConfig, load_config
 from pytest_bluegreen.deploy import STAGES, Deployment
 from pytest_bluegreen.errors import BluegreenError
 from pytest_bluegreen.probe import Target
@@ -190,7 +190,7 @@ def bluegreen_target(request: pytest.FixtureRequest, pytestconfig: pytest.Config
             pytestconfig.getoption("bg_expect_colour"),
             pytestconfig.getoption("bg_expect_release"),
             pytestconfig.getoption("bg_ca_file"),
-            StackConfig(project_dir=pytestconfig.rootpath).critical_paths,
+            DESIGN_CRITICAL_PATHS,
         )
     cfg = _load(pytestconfig)
     state = load_state(cfg.state_file)

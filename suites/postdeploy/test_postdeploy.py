@@ -11,23 +11,14 @@ import time
 import pytest
 import requests
 
+from pytest_bluegreen.config import DESIGN_CRITICAL_PATHS
 from pytest_bluegreen.probe import Target
 from suites.checks import assert_served_by
 
-CRITICAL_PATHS = [
-    "/",
-    "/aptos",
-    "/builders",
-    "/api/v1/aptos/",
-    "/api/v1/builders/",
-    "/admin/",
-    "/health",
-    "/api/v1/health",
-]
 API_BUDGET_S = 0.5  # the design document's bound for the API
 
 
-@pytest.mark.parametrize("path", CRITICAL_PATHS)
+@pytest.mark.parametrize("path", DESIGN_CRITICAL_PATHS)
 def test_endpoint_serves(http: requests.Session, bluegreen_target: Target, path: str) -> None:
     response = http.get(bluegreen_target.url + path, timeout=10)
     assert response.status_code == 200, f"{path}: HTTP {response.status_code}"

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,12 +48,12 @@ class DeployHost:
         return self.home / "bluegreen.toml"
 
     def pytest(
-        self, *args: str, compose: list[Path] | None = None
+        self, *args: str, compose: list[Path] | None = None, settings: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
         """Run pytest with the plugin as a user would, in the repository, on this stack."""
         # The "--opt=value" form: pytest finds its rootdir before it knows plugin options, and
         # would take a separate value for a path to test.
-        argv = [sys.executable, "-m", "pytest", f"--bg-config={self.settings}"]
+        argv = [sys.executable, "-m", "pytest", f"--bg-config={settings or self.settings}"]
         argv += ["-p", "no:cacheprovider"]
         for path in [BASE_COMPOSE, *compose] if compose else []:
             argv += [f"--bg-compose-file={path}"]
@@ -68,9 +69,21 @@ class DeployHost:
         return result
 
     def deploy(
-        self, release: str, compose: list[Path] | None = None
+        self, release: str, compose: list[Path] | None = None, settings: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
-        return self.pytest("--bg-deploy", "--bg-release", release, compose=compose)
+        return self.pytest(
+            "--bg-deploy", "--bg-release", release, compose=compose, settings=settings
+        )
+
+    def settings_with(self, name: str, extra: str) -> Path:
+        """These settings plus ``extra`` TOML lines, in a file of their own."""
+        path = self.home / f"{name}.toml"
+        path.write_text(self.settings.read_text() + extra + "\n")
+        return path
+
+    def running(self, colour: Colour) -> bool:
+        services = self.stack.config.services_of(colour)
+        return self.stack.running_services(services) == list(services)
 
     def last(self) -> DeployRecord:
         record = RecordStore(self.stack.config.state_dir).last()
@@ -153,7 +166,7 @@ def test_two_deploys_in_a_row(host: DeployHost) -> None:
     state = load_state(host.stack.config.state_file)
     assert (state.live, state.releases) == ("blue", {"blue": "r2", "green": "r1"})
     deploys = sorted((host.stack.config.state_dir / "deploys").glob("*.json"))
-    assert len(deploys) == 2
+    assert len(deploys) == 3  # the first deploy, then these two
 
 
 def test_the_backup_restores_and_its_checksum_matches(host: DeployHost) -> None:
@@ -274,12 +287,43 @@ def test_status_then_rollback(host: DeployHost) -> None:
     assert f"{idle} never ran a release here: nothing to roll back to" in refused.stderr
     assert host.answer() == (live, release)
 
-    assert host.deploy("r3").returncode == 0
+    # Within the retire window the old colour still runs: the rollback is a runtime-API switch.
+    delayed = host.settings_with("retire-later", "retire_delay_s = 4")
+    assert host.deploy("r3", settings=delayed).returncode == 0
     assert host.answer() == (idle, "r3")
+    assert host.running(live)
     result = host.pytest("--bg-rollback")
     assert result.returncode == 0, result.stderr
-    assert host.answer() == (live, release)  # the retired colour was started again
+    assert host.answer() == (live, release)
     record = host.last()
     assert (record.result, record.release, record.to_colour) == ("rolled_back", release, live)
+    assert record.rollback_s is not None
+    assert record.rollback_s < 0.5
     status = host.pytest("--bg-status")
     assert f"live colour: {live} (HAProxy runtime API)" in status.stdout
+    time.sleep(6)  # the detached retire has run by now, and must have left the live colour alone
+    assert host.running(live)
+    assert host.answer() == (live, release)
+
+
+def test_a_delayed_retire_stops_the_old_colour_later(host: DeployHost) -> None:
+    live, _ = host.answer()
+    delayed = host.settings_with("retire-later", "retire_delay_s = 2")
+    assert host.deploy("r4", settings=delayed).returncode == 0
+    assert host.running(live)  # kept for the window
+    deadline = time.monotonic() + 30
+    while host.running(live) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not host.running(live)
+    assert host.answer() == (other_colour(live), "r4")
+
+
+def test_rollback_starts_a_retired_colour(host: DeployHost) -> None:
+    live, _ = host.answer()
+    old = other_colour(live)
+    assert not host.running(old)
+    old_release = load_state(host.stack.config.state_file).releases[old]
+    result = host.pytest("--bg-rollback")
+    assert result.returncode == 0, result.stderr
+    assert host.answer() == (old, old_release)
+    assert host.last().rollback_verified_s is not None
