@@ -267,16 +267,18 @@ class Deployment:
         for path in self.config.compose_files:
             argv += ["-f", str(path)]
         argv += ["retire", colour, "--after", str(delay)]
-        log = open(self.config.state_dir / "retire.log", "ab")  # noqa: SIM115 - the child owns it
-        subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-            env={**os.environ, **self.config.env},
-        )
-        log.close()
+        # `setsid --fork` detaches it (new session, reparented to init) and returns at once, so
+        # no child of this process outlives the deploy.
+        with open(self.config.state_dir / "retire.log", "ab") as log:
+            subprocess.run(
+                ["setsid", "--fork", *argv],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env={**os.environ, **self.config.env},
+                check=True,
+                timeout=30,
+            )
 
     def stage_done(self, name: str, outcome: str, duration_s: float, message: str = "") -> None:
         """Record a stage's outcome; saved at once, so a killed deploy leaves its trace."""
