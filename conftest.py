@@ -14,7 +14,6 @@ import pytest
 ROOT = Path(__file__).parent
 NEEDS_DOCKER = (ROOT / "tests" / "integration", ROOT / "scenarios")
 
-pytest_plugins = ["pytester"]
 collect_ignore = ["app"]
 
 

@@ -232,8 +232,9 @@ class Deployment:
             }
             self.record.switch["total_ms"] = round(result.total_ms, 3)
             self.say("switch", f"switched {result.from_colour} -> {to} in {result.total_ms:.1f} ms")
-        self.state.live = to
-        self.state.last_deploy = self.id
+        # The recorded live colour changes only once the deploy is verified (see conclude): a
+        # deploy killed after its switch leaves HAProxy and the record apart, which is how the
+        # next run knows to switch back.
         save_state(self.config.state_file, self.state)
 
     def retire(self) -> None:
@@ -298,6 +299,8 @@ class Deployment:
         self.concluded = True
         try:
             if failed_stage is None and error is None:
+                self.state.live, self.state.last_deploy = self.to_colour, self.id
+                save_state(self.config.state_file, self.state)
                 self.record.finish("deployed")
             elif self.switched:
                 self.rollback(verdict_at or self.clock())

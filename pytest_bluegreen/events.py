@@ -11,15 +11,13 @@ import dataclasses
 import json
 import math
 import os
-import shutil
-import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Literal, TextIO
+from typing import Any, Final, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import requests
@@ -145,46 +143,6 @@ class EventLog:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
-
-
-class ProgressLine:
-    """The deploy's current step, rewritten in place on a terminal.
-
-    Elsewhere (CI logs) each change is a plain line of its own, so the log stays readable.
-    """
-
-    def __init__(self, stream: TextIO | None = None, secrets: Iterable[str] = ()) -> None:
-        self._stream = stream if stream is not None else sys.stderr
-        self._secrets = usable_secrets(secrets)
-        self._in_place = self._stream.isatty()
-        self._shown = ""
-        self._open = False  # a line in place not yet ended by a newline
-
-    def update(self, text: str) -> None:
-        text = redact(" ".join(text.split()), self._secrets)
-        if text == self._shown:
-            return
-        if self._in_place:
-            # A line wider than the terminal wraps, and "\r" would then redraw only its tail.
-            width = shutil.get_terminal_size(fallback=(100, 24)).columns - 1
-            text = text if len(text) <= width else text[: max(0, width - 3)] + "..."
-            padding = " " * max(0, len(self._shown) - len(text))
-            self._stream.write(f"\r{text}{padding}")
-            self._open = True
-        else:
-            self._stream.write(text + "\n")
-        self._shown = text
-        self._stream.flush()
-
-    def finish(self, text: str | None = None) -> None:
-        """Show ``text`` (if any) and end the line, so later output starts on its own."""
-        if text is not None:
-            self.update(text)
-        if self._open:
-            self._stream.write("\n")
-            self._stream.flush()
-        self._open = False
-        self._shown = ""
 
 
 NotificationKind = Literal["start", "success", "failure", "rollback"]

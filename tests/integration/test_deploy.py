@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -327,3 +328,81 @@ def test_rollback_starts_a_retired_colour(host: DeployHost) -> None:
     assert result.returncode == 0, result.stderr
     assert host.answer() == (old, old_release)
     assert host.last().rollback_verified_s is not None
+
+
+SLOW_CHECK = """
+import time
+
+import pytest
+
+
+@pytest.mark.bluegreen_stage("verify")
+def test_a_slow_post_deploy_check():
+    time.sleep(90)
+"""
+
+
+def start_deploy_held_in_verify(
+    host: DeployHost, release: str
+) -> tuple[subprocess.Popen[str], DeployRecord]:
+    """Start a deploy whose verify stage hangs; return it once its switch has happened."""
+    slow = host.home / "slow" / "test_slow_check.py"
+    slow.parent.mkdir(exist_ok=True)
+    slow.write_text(SLOW_CHECK)
+    argv = [sys.executable, "-m", "pytest", f"--rootdir={REPO}", f"--bg-config={host.settings}"]
+    argv += ["-p", "no:cacheprovider", "--bg-deploy", "--bg-release", release, str(slow)]
+    proc = subprocess.Popen(
+        argv,
+        cwd=REPO,
+        env={**os.environ, **PORTS},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    store = RecordStore(host.stack.config.state_dir)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:
+        records = store.history(1)
+        if records and records[0].release == release:
+            switch = records[0].stage("switch")
+            if switch is not None and switch.outcome == "passed":
+                return proc, records[0]
+        time.sleep(0.2)
+    proc.kill()
+    pytest.fail(f"the deploy never reached its switch:\n{proc.communicate()[0][-3000:]}")
+
+
+def test_sigterm_after_the_switch_rolls_back(host: DeployHost) -> None:
+    live, release = host.answer()
+    proc, running = start_deploy_held_in_verify(host, "r-sigterm")
+    assert host.answer() == (other_colour(live), "r-sigterm")  # switched, being verified
+
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=120)[0]
+    print(output[-4000:])
+
+    assert proc.returncode != 0
+    record = RecordStore(host.stack.config.state_dir).load(running.id)
+    assert record.result == "rolled_back"
+    assert "interrupted" in (record.error or "")
+    assert record.rollback_s is not None
+    assert host.answer() == (live, release)
+    assert DeployLock(host.stack.config.lock_file).running() is None
+
+
+def test_sigkill_after_the_switch_is_repaired_by_the_next_run(host: DeployHost) -> None:
+    live, _ = host.answer()
+    proc, killed = start_deploy_held_in_verify(host, "r-sigkill")
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert host.answer() == (other_colour(live), "r-sigkill")  # never verified, still served
+    assert DeployLock(host.stack.config.lock_file).running() is None  # the kernel freed it
+
+    result = host.deploy("r-after-kill")
+
+    assert result.returncode == 0
+    assert f"deploy {killed.id} (pid {killed.pid}) was killed; repairing" in result.stdout
+    assert RecordStore(host.stack.config.state_dir).load(killed.id).result == "interrupted"
+    record = host.last()
+    assert (record.result, record.from_colour) == ("deployed", live)  # repaired back first
+    assert host.answer() == (other_colour(live), "r-after-kill")

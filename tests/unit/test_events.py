@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import io
 import json
 import socket
 import stat
@@ -19,7 +18,6 @@ from pytest_bluegreen.events import (
     DeliveryFailure,
     EventLog,
     Notifier,
-    ProgressLine,
     display_url,
     redact,
     summary_line,
@@ -205,34 +203,6 @@ def test_emit_after_close_is_an_error(tmp_path: Path) -> None:
     log.close()
     with pytest.raises(ValueError, match="closed"):
         log.emit("late")
-
-
-# ProgressLine
-
-
-class FakeTerminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_progress_line_rewrites_in_place_on_a_terminal() -> None:
-    terminal = FakeTerminal()
-    progress = ProgressLine(terminal, secrets=[SECRET])
-    progress.update("backup: dumping")
-    progress.update("backup")
-    progress.update("backup")  # unchanged: nothing written
-    progress.finish(f"done with {SECRET}")
-    assert terminal.getvalue() == "\rbackup: dumping\rbackup         \rdone with ***\n"
-
-
-def test_progress_line_writes_plain_lines_elsewhere() -> None:
-    log = io.StringIO()
-    progress = ProgressLine(log)
-    progress.update("backup")
-    progress.update("backup")
-    progress.update("switch\nto green")
-    progress.finish()
-    assert log.getvalue() == "backup\nswitch to green\n"
 
 
 # Summaries
