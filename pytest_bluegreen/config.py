@@ -73,6 +73,15 @@ class StackConfig:
     # a runtime-API switch only). Its containers are stopped, never removed.
     drain_timeout_s: float = 30.0
     retire_delay_s: float = 0.0
+    # Load across the switch (Locust, through the public URL): users (0: no load), requests per
+    # second per user, seconds of load before and after the switch, and the budgets it is
+    # judged by: failed requests, and p99 in the second after the switch minus p99 before it.
+    load_users: int = 8
+    load_user_rps: float = 5.0
+    load_window_s: float = 3.0
+    load_paths: tuple[str, ...] = ("/api/v1/health", "/api/v1/aptos/", "/")
+    load_failure_budget: int = 0
+    load_p99_budget_ms: float = 100.0
     # Notifications: webhook URLs receive start, success, failure and rollback.
     webhooks: tuple[str, ...] = ()
     webhook_style: str = "json"
@@ -175,8 +184,14 @@ _FIELD_TYPES: Final[dict[str, type]] = {
     "retire_delay_s": float,
     "webhooks": list,
     "webhook_style": str,
+    "load_users": int,
+    "load_user_rps": float,
+    "load_window_s": float,
+    "load_paths": list,
+    "load_failure_budget": int,
+    "load_p99_budget_ms": float,
 }
-_NON_NEGATIVE: Final = ("retire_delay_s",)
+_NON_NEGATIVE: Final = ("retire_delay_s", "load_users", "load_failure_budget")
 _CHOICES: Final[dict[str, tuple[str, ...]]] = {"webhook_style": ("json", "slack")}
 
 
@@ -285,7 +300,9 @@ def _validate(table: dict[str, Any]) -> dict[str, Any]:
                 "{colour}" in item for item in value
             ):
                 raise ConfigError(f"bluegreen.{key}: every entry must contain '{{colour}}'")
-            if key == "critical_paths" and not all(p.startswith("/") for p in value):
+            if key in ("critical_paths", "load_paths") and not all(
+                p.startswith("/") for p in value
+            ):
                 raise ConfigError(f"bluegreen.{key}: every path must start with '/'")
             value = value if key == "compose_files" else tuple(value)
         if expected in (float, int) and (value < 0 or (value == 0 and key not in _NON_NEGATIVE)):

@@ -20,6 +20,7 @@ from pytest_bluegreen.colours import Colour, other_colour
 from pytest_bluegreen.config import StackConfig
 from pytest_bluegreen.errors import BluegreenError, DeployError
 from pytest_bluegreen.events import EventLog, NotificationKind, Notifier
+from pytest_bluegreen.load import LoadFigures, LoadRun, figures
 from pytest_bluegreen.lock import DeployLock, LockHolder
 from pytest_bluegreen.probe import check_colour_serves
 from pytest_bluegreen.record import DeployRecord, RecordStore, new_deploy_id, utc_timestamp
@@ -216,26 +217,82 @@ class Deployment:
         self.say("bring_up.healthy", f"{to} at {self.release} is healthy and UP in HAProxy")
 
     def switch(self, gates_passed: int) -> None:
-        """Move new requests to the new colour through the runtime API."""
+        """Move new requests to the new colour through the runtime API, under load."""
         if gates_passed == 0:
             raise DeployError("no gate test ran: a deploy never passes because a check did not run")
         to = self.to_colour
         if self.from_colour is None:
             # First deploy: HAProxy started with the new colour already in its map.
             self.switched = True
-        else:
+            save_state(self.config.state_file, self.state)
+            return
+        load = self._start_load()
+        try:
+            if load is not None:
+                time.sleep(self.config.load_window_s)
             result = self.stack.router.switch(to)
+            switched_at = time.time()
             self.switched = True
-            self.record.switch = {
-                k: round(v, 3) if isinstance(v, float) else v
-                for k, v in dataclasses.asdict(result).items()
-            }
-            self.record.switch["total_ms"] = round(result.total_ms, 3)
-            self.say("switch", f"switched {result.from_colour} -> {to} in {result.total_ms:.1f} ms")
+            if load is not None:
+                time.sleep(self.config.load_window_s)
+        finally:
+            if load is not None:
+                load.stop()
+        self.record.switch = {
+            k: round(v, 3) if isinstance(v, float) else v
+            for k, v in dataclasses.asdict(result).items()
+        }
+        self.record.switch["total_ms"] = round(result.total_ms, 3)
+        self.say("switch", f"switched {result.from_colour} -> {to} in {result.total_ms:.1f} ms")
         # The recorded live colour changes only once the deploy is verified (see conclude): a
         # deploy killed after its switch leaves HAProxy and the record apart, which is how the
         # next run knows to switch back.
         save_state(self.config.state_file, self.state)
+        if load is not None:
+            self._judge_load(figures(load.samples(), switched_at, result.from_colour))
+
+    def _start_load(self) -> LoadRun | None:
+        cfg = self.config
+        if cfg.load_users == 0:
+            return None
+        load = LoadRun(
+            cfg.public_url,
+            cfg.state_dir / "load",
+            cfg.ca_file,
+            users=cfg.load_users,
+            user_rps=cfg.load_user_rps,
+            paths=cfg.load_paths,
+            max_seconds=2 * cfg.load_window_s + 60,
+        )
+        load.start()
+        return load
+
+    def _judge_load(self, load: LoadFigures) -> None:
+        """Failed requests and the p99 overhead of the switch, against their budgets."""
+        cfg = self.config
+        self.record.load = load.to_dict()
+        self.say(
+            "load",
+            f"load: {load.total.requests} requests, {load.total.failures} failed; p99 "
+            f"{load.before.p99_ms:.1f} ms before, {load.first_second.p99_ms:.1f} ms in the second "
+            f"after the switch; {load.old_colour_after_switch} answered by the old colour after it",
+        )
+        problems = []
+        if load.total.failures > cfg.load_failure_budget:
+            problems.append(
+                f"{load.total.failures} requests failed (budget {cfg.load_failure_budget})"
+            )
+        if load.p99_overhead_ms > cfg.load_p99_budget_ms:
+            problems.append(
+                f"p99 rose by {load.p99_overhead_ms:.1f} ms in the second after the switch "
+                f"(budget {cfg.load_p99_budget_ms:.0f} ms)"
+            )
+        if load.old_colour_after_switch:
+            problems.append(
+                f"{load.old_colour_after_switch} requests after the switch hit the old colour"
+            )
+        if problems:
+            raise DeployError("under load: " + "; ".join(problems))
 
     def retire(self) -> None:
         """Drain the old colour, then stop it (now, or after the configured delay)."""

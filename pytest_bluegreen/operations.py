@@ -75,7 +75,13 @@ def plan(config: StackConfig, release: str) -> str:
         "bring_up": f"{to.upper()}_RELEASE={release} {base} build {services}; migrate; "
         f"up -d --no-deps --force-recreate {services}; wait healthy",
         "gates": f"{', '.join(config.gate_suites) or 'none'} against {config.preview_url(to)}",
-        "switch": f"set map {LB_MAP} active {to} (runtime API), map file rewritten",
+        "switch": f"set map {LB_MAP} active {to} (runtime API), map file rewritten"
+        + (
+            f"; under load: {config.load_users} Locust users x {config.load_user_rps:g} req/s, "
+            f"{config.load_window_s:g} s before and after"
+            if config.load_users and live
+            else ""
+        ),
         "verify": f"{config.postdeploy_suite} against {config.public_url}",
         "retire": f"drain {live}, stop {' '.join(config.services_of(live))}" if live else "none",
     }
