@@ -159,6 +159,14 @@ def test_two_deploys_in_a_row(host: DeployHost) -> None:
     assert record.switch["total_ms"] < 1000
     assert f"== deploy {record.id}: deployed" in first.stdout
 
+    # The switch happened under load, through both keep-alive and new connections.
+    assert record.load is not None
+    assert record.load["total"]["requests"] >= 100
+    assert record.load["total"]["failures"] == 0
+    assert record.load["first_second"]["requests"] > 0
+    assert record.load["old_colour_after_switch"] == 0
+    assert len(record.load["series"]) >= 6
+
     second = host.deploy("r2")
     assert second.returncode == 0
     record = host.last()
