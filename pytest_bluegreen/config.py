@@ -76,7 +76,7 @@ class StackConfig:
     # Load across the switch (Locust, through the public URL): users (0: no load), requests per
     # second per user, seconds of load before and after the switch, and the budgets it is
     # judged by: failed requests, and p99 in the second after the switch minus p99 before it.
-    load_users: int = 8
+    load_users: int = 4
     load_user_rps: float = 5.0
     load_window_s: float = 3.0
     load_paths: tuple[str, ...] = ("/api/v1/health", "/api/v1/aptos/", "/")

