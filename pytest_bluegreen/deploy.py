@@ -397,13 +397,8 @@ class Deployment:
             raise DeployError(
                 "the first deploy failed after its switch: there is no colour to roll back to"
             )
-        router = self.stack.router
-        if router.not_ready(old):
-            services = list(self.config.services_of(old))
-            self.stack.compose.start(services)
-            self.stack.wait_healthy(services, self.config.healthy_timeout_s)
-            router.wait_ready(old, timeout_s=30)
-        router.switch(old)
+        self.stack.revive(old)
+        self.stack.router.switch(old)
         self.record.rollback_s = round(self.clock() - verdict_at, 3)
         problems = check_colour_serves(
             self.config.public_url, self.config.critical_paths, old, self.config.ca_file

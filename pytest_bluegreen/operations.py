@@ -108,12 +108,7 @@ def rollback(config: StackConfig, progress: Progress) -> str:
         )
         record.started_at = utc_timestamp()
         start = time.monotonic()
-        services = list(config.services_of(old))
-        if stack.router.not_ready(old):
-            progress(f"starting the retired {old} colour")
-            stack.compose.start(services)
-            stack.wait_healthy(services, config.healthy_timeout_s)
-            stack.router.wait_ready(old, timeout_s=30)
+        stack.revive(old)
         stack.router.switch(old)
         record.rollback_s = round(time.monotonic() - start, 3)
         problems = check_colour_serves(

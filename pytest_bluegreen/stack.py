@@ -148,6 +148,19 @@ class Stack:
         self.compose.up(services)
         self.wait_healthy(services, self.config.healthy_timeout_s)
 
+    def revive(self, colour: Colour) -> None:
+        """Make ``colour`` ready for traffic again (a retired colour, for a rollback).
+
+        Its kept containers are started when HAProxy sees it down; then healthy and UP.
+        """
+        if not self.router.not_ready(colour):
+            return
+        services = list(self.config.services_of(colour))
+        self.progress(f"starting the retired {colour} colour")
+        self.compose.start(services)
+        self.wait_healthy(services, self.config.healthy_timeout_s)
+        self.router.wait_ready(colour, timeout_s=30)
+
     def migrate(self, colour: Colour, *, seed: bool = True) -> None:
         """Apply the schema (and the seed data) with ``colour``'s image."""
         cfg = self.config
