@@ -38,7 +38,6 @@ STAGES: Final = (
     "verify",
     "retire",
 )
-POST_SWITCH_STAGES: Final = frozenset({"verify", "retire"})
 
 
 class Deployment:

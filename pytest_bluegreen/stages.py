@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from pytest_bluegreen.deploy import POST_SWITCH_STAGES, STAGES, Deployment
+from pytest_bluegreen.deploy import STAGES, Deployment
 
 STAGE_KEY = pytest.StashKey[str]()
 
@@ -103,29 +103,36 @@ class StageTracker:
         if stage is None:
             return
         self.durations[stage] += report.duration
-        stopped_by_us = self.failed_stage is not None and report.skipped
-        if report.when == "call" or (report.when == "setup" and not report.passed):
-            outcome = (
-                "passed"
-                if report.passed and not hasattr(report, "wasxfail")
-                else ("skipped" if report.skipped else "failed")
-            )
-            if not stopped_by_us:
-                self.outcomes[stage][outcome] += 1
-            if outcome != "passed" and self.failed_stage is None:
-                self._fail(stage, report, outcome)
-        elif report.when == "teardown" and report.failed and self.failed_stage is None:
-            self._fail(stage, report, "failed")
+        self._judge(stage, report)
         if self.deployment is not None and not self.deployment.concluded:
-            counts = self.outcomes[stage]
-            outcome = (
-                "failed"
-                if self.failed_stage == stage
-                else ("skipped" if not counts["passed"] else "passed")
-            )
-            summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()) if n)
-            message = self.error if self.failed_stage == stage and self.error else summary
-            self.deployment.stage_done(stage, outcome, self.durations[stage], message or "")
+            self._record(self.deployment, stage)
+
+    def _judge(self, stage: str, report: pytest.TestReport) -> None:
+        """Count a test's outcome: its call, or a setup or teardown that did not pass.
+
+        The first outcome that is not a clean pass stops the deploy.
+        """
+        if report.when != "call" and report.passed:
+            return
+        if report.skipped and self.failed_stage is not None:
+            return  # skipped by us, after the failure
+        if report.passed and not hasattr(report, "wasxfail"):
+            outcome = "passed"
+        else:
+            outcome = "skipped" if report.skipped else "failed"
+        self.outcomes[stage][outcome] += 1
+        if outcome != "passed" and self.failed_stage is None:
+            self._fail(stage, report, outcome)
+
+    def _record(self, deployment: Deployment, stage: str) -> None:
+        """The stage's outcome so far, into the deploy record."""
+        counts = self.outcomes[stage]
+        if self.failed_stage == stage:
+            outcome, message = "failed", self.error or ""
+        else:
+            outcome = "passed" if counts["passed"] else "skipped"
+            message = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()) if n)
+        deployment.stage_done(stage, outcome, self.durations[stage], message)
 
     def _fail(self, stage: str, report: pytest.TestReport, outcome: str) -> None:
         self.failed_stage = stage
@@ -139,10 +146,7 @@ class StageTracker:
     def pytest_keyboard_interrupt(self) -> None:
         self.error = self.error or "interrupted (SIGINT or SIGTERM)"
         self.failed_stage = self.failed_stage or self.current_stage or "prerequisites"
-        if self.failed_stage in POST_SWITCH_STAGES or (
-            self.deployment is not None and self.deployment.switched
-        ):
-            self.verdict_at = self.verdict_at or time.monotonic()
+        self.verdict_at = self.verdict_at or time.monotonic()
 
     # -- the end -------------------------------------------------------------------------------
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import stat
+import subprocess
+import sys
 
 import pytest
 import requests
 
 from pytest_bluegreen.colours import COLOURS
-from tests.integration.conftest import RunningStack
+from pytest_bluegreen.config import StackConfig
+from tests.integration.conftest import REPO, RunningStack
 
 # From no containers to every service healthy; measured at about 60 s on 2 cores with cached images.
 HEALTHY_BOUND_S = 240
@@ -126,3 +130,32 @@ def test_stats_and_runtime_api_are_not_public(
     mode = config.admin_socket.stat().st_mode
     assert stat.S_ISSOCK(mode)
     assert stat.S_IMODE(mode) == 0o600
+
+
+def run_postdeploy(config: StackConfig, *options: str) -> subprocess.CompletedProcess[str]:
+    """``pytest suites/postdeploy`` as a user runs it against a live URL, with no Docker access."""
+    argv = [sys.executable, "-m", "pytest", "suites/postdeploy", "-p", "no:cacheprovider", "-q"]
+    argv += [f"--bg-target={config.public_url}", f"--bg-ca-file={config.ca_file}", *options]
+    return subprocess.run(
+        argv,
+        cwd=REPO,
+        env={**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_postdeploy_suite_runs_standalone_with_xdist(blue_live: RunningStack) -> None:
+    config = blue_live.config
+    result = run_postdeploy(
+        config, "--bg-expect-colour=blue", "--bg-expect-release=initial", "-n", "2"
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "12 passed" in result.stdout
+
+
+def test_postdeploy_suite_catches_the_wrong_colour(blue_live: RunningStack) -> None:
+    result = run_postdeploy(blue_live.config, "--bg-expect-colour=green")
+    assert result.returncode == 1
+    assert "answered by colour 'blue', expected green" in result.stdout
