@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO, Final
 
 from pytest_bluegreen.errors import BackupError
+from pytest_bluegreen.files import fsync_dir, write_atomically
 
 COUNTS_PREFIX: Final = "BG-ROWCOUNTS "
 DEFAULT_TIMEOUT_S: Final = 600.0
@@ -316,7 +317,7 @@ class DatabaseBackup:
         try:
             write_checksum(final, sha256)
             os.replace(tmp, final)
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
         except OSError as exc:
             raise BackupError(_write_failed(final.parent, exc)) from None
 
@@ -468,7 +469,7 @@ def checksum_file(path: Path) -> Path:
 def write_checksum(path: Path, sha256: str | None = None) -> str:
     """Write ``path``'s sidecar, 0600, in ``sha256sum`` format; hash the file unless given."""
     sha256 = sha256 or file_sha256(path)
-    _write_private(checksum_file(path), f"{sha256}  {path.name}\n".encode())
+    write_atomically(checksum_file(path), f"{sha256}  {path.name}\n", mode=0o600)
     return sha256
 
 
@@ -533,28 +534,6 @@ def _make_private_dir(path: Path) -> None:
     except FileExistsError:
         return
     path.chmod(0o700)  # mkdir's mode is filtered by the umask
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write a new 0600 file by rename, fsynced."""
-    tmp = path.with_name(f".{path.name}.partial-{secrets.token_hex(4)}")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        _remove(tmp)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove(path: Path) -> None:

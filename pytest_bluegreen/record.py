@@ -15,7 +15,6 @@ import os
 import re
 import secrets
 import socket
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from pytest_bluegreen.colours import Colour, is_colour
+from pytest_bluegreen.files import write_atomically
 
 Result = Literal["running", "deployed", "aborted", "rolled_back", "interrupted"]
 RESULTS: Final[tuple[Result, ...]] = (
@@ -279,25 +279,6 @@ def _check_deploy_id(deploy_id: str) -> str:
     return deploy_id
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """Temporary file beside it, fsync, rename, fsync of the folder: old or new, never half."""
-    descriptor, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    dir_descriptor = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_descriptor)
-    finally:
-        os.close(dir_descriptor)
-
-
 class RecordStore:
     """Every run in ``<state_dir>/deploys/<id>.json``, the latest in ``last-deploy.json``.
 
@@ -318,8 +299,8 @@ class RecordStore:
         # default=str: a Path or a datetime in a figures dict must not lose the whole record.
         text = json.dumps(record.to_dict(), indent=2, ensure_ascii=False, default=str) + "\n"
         self.deploys_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomically(path, text)
-        _write_atomically(self.last_path, text)
+        write_atomically(path, text)
+        write_atomically(self.last_path, text)
         return path
 
     def load(self, deploy_id: str) -> DeployRecord:

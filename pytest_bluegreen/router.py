@@ -8,7 +8,6 @@ The steps follow what measured well (see the design notes): preflight, switch, p
 from __future__ import annotations
 
 import csv
-import os
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -18,6 +17,7 @@ from typing import Final
 
 from pytest_bluegreen.colours import Colour, is_colour
 from pytest_bluegreen.errors import RouterError
+from pytest_bluegreen.files import write_atomically
 
 MAP_KEY: Final = "active"
 
@@ -95,19 +95,8 @@ def parse_show_map(text: str) -> dict[str, str]:
 
 
 def write_map_file(path: Path, colour: Colour) -> None:
-    """Rewrite the map file atomically: temporary file, fsync, rename, fsync of the folder."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="ascii") as handle:
-        handle.write(f"{MAP_KEY} {colour}\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """Rewrite the map file atomically: ``set map`` alone is lost when HAProxy restarts."""
+    write_atomically(path, f"{MAP_KEY} {colour}\n", mode=0o644)
 
 
 def read_map_file(path: Path) -> Colour | None:

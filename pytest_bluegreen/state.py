@@ -7,12 +7,12 @@ last deploy) and the cross-check that tells when someone switched by hand.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_bluegreen.colours import COLOURS, Colour, is_colour
 from pytest_bluegreen.errors import ConfigError
+from pytest_bluegreen.files import write_atomically
 
 
 @dataclass(slots=True)
@@ -50,10 +50,4 @@ def save_state(path: Path, state: ColourState) -> None:
         "last_deploy": state.last_deploy,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(data, indent=2) + "\n", mode=0o644)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,6 +12,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from pytest_bluegreen.files import write_atomically
 
 RENEW_BEFORE = datetime.timedelta(days=14)
 
@@ -101,12 +102,8 @@ def ensure_certificate(
         )
     )
     pem_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = pem_path.with_name(pem_path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
-    os.replace(tmp, pem_path)
-    ca_path(pem_path).write_bytes(ca_pem)
+    write_atomically(pem_path, pem, mode=0o600)
+    write_atomically(ca_path(pem_path), ca_pem, mode=0o644)
     return True
 
 
