@@ -12,17 +12,9 @@ from pytest_bluegreen.errors import BluegreenError, DeployError, LockError
 from pytest_bluegreen.lock import DeployLock
 from pytest_bluegreen.probe import check_colour_serves
 from pytest_bluegreen.record import DeployRecord, RecordStore, new_deploy_id, utc_timestamp
-from pytest_bluegreen.router import HAProxyRouter, RuntimeAPI, read_map_file
-from pytest_bluegreen.stack import Progress, Stack
+from pytest_bluegreen.router import read_map_file
+from pytest_bluegreen.stack import Progress, Stack, router_for
 from pytest_bluegreen.state import load_state, save_state
-
-LB_MAP = "/var/lib/bluegreen/active.map"
-
-
-def _router(config: StackConfig) -> HAProxyRouter:
-    return HAProxyRouter(
-        RuntimeAPI(config.admin_socket), config.map_file, LB_MAP, config.backends_of
-    )
 
 
 def status(config: StackConfig) -> str:
@@ -30,7 +22,7 @@ def status(config: StackConfig) -> str:
     state = load_state(config.state_file)
     lines = []
     try:
-        live: Colour | None = _router(config).active_colour()
+        live: Colour | None = router_for(config).active_colour()
         source = "HAProxy runtime API"
     except BluegreenError as exc:
         live, source = read_map_file(config.map_file), f"map file; HAProxy not reachable: {exc}"
@@ -58,8 +50,9 @@ def status(config: StackConfig) -> str:
 
 def plan(config: StackConfig, release: str) -> str:
     """What ``--bg-deploy`` would do, read-only: no file written, no container touched."""
+    router = router_for(config)
     try:
-        live: Colour | None = _router(config).active_colour()
+        live: Colour | None = router.active_colour()
     except BluegreenError:
         live = read_map_file(config.map_file) if config.admin_socket.exists() else None
     to: Colour = other_colour(live) if live else "blue"
@@ -75,7 +68,8 @@ def plan(config: StackConfig, release: str) -> str:
         "bring_up": f"{to.upper()}_RELEASE={release} {base} build {services}; migrate; "
         f"up -d --no-deps --force-recreate {services}; wait healthy",
         "gates": f"{', '.join(config.gate_suites) or 'none'} against {config.preview_url(to)}",
-        "switch": f"set map {LB_MAP} active {to} (runtime API), map file rewritten"
+        "switch": f"set map {router.map_in_container} active {to} (runtime API), "
+        "map file rewritten"
         + (
             f"; under load: {config.load_users} Locust users x {config.load_user_rps:g} req/s, "
             f"{config.load_window_s:g} s before and after"

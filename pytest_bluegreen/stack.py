@@ -57,6 +57,16 @@ def ensure_env_file(path: Path, example: Path, environ: dict[str, str]) -> bool:
     return True
 
 
+def router_for(config: StackConfig) -> HAProxyRouter:
+    """The stack's HAProxy router; it needs the admin socket only, not Docker."""
+    return HAProxyRouter(
+        api=RuntimeAPI(config.admin_socket),
+        map_file=config.map_file,
+        map_in_container=f"{LB_STATE_IN_CONTAINER}/{config.map_file.name}",
+        backends_of=config.backends_of,
+    )
+
+
 class Stack:
     """One blue-green Compose project, with its Docker engine and HAProxy router."""
 
@@ -90,12 +100,7 @@ class Stack:
 
     @property
     def router(self) -> HAProxyRouter:
-        return HAProxyRouter(
-            api=RuntimeAPI(self.config.admin_socket),
-            map_file=self.config.map_file,
-            map_in_container=f"{LB_STATE_IN_CONTAINER}/{self.config.map_file.name}",
-            backends_of=self.config.backends_of,
-        )
+        return router_for(self.config)
 
     def prepare(self, live: Colour = "blue") -> None:
         """Make the env file, certificate and map file the stack needs; keep existing ones."""
