@@ -1,5 +1,6 @@
 """Tag every response with the deployment colour and release; inject faults for tests."""
 
+import fcntl
 import os
 import time
 from collections.abc import Callable
@@ -33,7 +34,13 @@ class FaultInjectionMiddleware:
     - ``public-api-errors``: the same, only for traffic through the public frontend (HAProxy's
       ``X-Bluegreen-Route: public``), so the release passes gates on the preview route.
     - ``slow:<ms>``: every API request waits that long first.
+    - ``busy-errors``: an API request that arrives while another one is in progress (in any
+      worker) answers 503, and each holds 20 ms: one client at a time never sees an error, a
+      few concurrent users soon do (errors only under load).
     """
+
+    BUSY_LOCK = "/tmp/aptos-busy.lock"
+    BUSY_HOLD_S = 0.02
 
     HEALTH_PATH = "/api/v1/health"
 
@@ -42,10 +49,11 @@ class FaultInjectionMiddleware:
         fault = os.environ.get("APTOS_FAULT", "").strip()
         self.errors = fault in ("api-errors", "public-api-errors")
         self.public_only = fault == "public-api-errors"
+        self.busy_errors = fault == "busy-errors"
         self.delay_s = 0.0
         if fault.startswith("slow:"):
             self.delay_s = int(fault.removeprefix("slow:")) / 1000
-        elif fault and not self.errors:
+        elif fault and not (self.errors or self.busy_errors):
             raise ImproperlyConfigured(f"unknown APTOS_FAULT {fault!r}")
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
@@ -56,4 +64,15 @@ class FaultInjectionMiddleware:
             route = request.headers.get("X-Bluegreen-Route", "")
             if self.errors and (not self.public_only or route == "public"):
                 return JsonResponse({"error": "injected fault"}, status=500)
+            if self.busy_errors:
+                return self._one_at_a_time(request)
         return self.get_response(request)
+
+    def _one_at_a_time(self, request: HttpRequest) -> HttpResponse:
+        with open(self.BUSY_LOCK, "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return JsonResponse({"error": "injected fault: busy"}, status=503)
+            time.sleep(self.BUSY_HOLD_S)
+            return self.get_response(request)

@@ -12,7 +12,7 @@ class Builder(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ("id",)
+        ordering = ["id"]  # noqa: RUF012 (as 0001_initial has it; a tuple is a model change)
 
     def __str__(self) -> str:
         return self.name
@@ -31,7 +31,7 @@ class Apartment(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ("id",)
+        ordering = ["id"]  # noqa: RUF012 (as 0001_initial has it; a tuple is a model change)
 
     def __str__(self) -> str:
         return self.title

@@ -7,6 +7,7 @@ arrive over plain HTTP, so the health endpoint is exempt from the SSL redirect.
 import os
 from pathlib import Path
 
+import release_variants
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -52,6 +53,11 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "aptos.apps.AptosConfig",
 ]
+# Schema changes of a test release (see release_variants); unset in a real deployment.
+for _variant in env_list("APTOS_MIGRATIONS", ""):
+    if _variant not in release_variants.VARIANTS:
+        raise ImproperlyConfigured(f"unknown APTOS_MIGRATIONS variant {_variant!r}")
+    INSTALLED_APPS.append(release_variants.VARIANTS[_variant])
 
 MIDDLEWARE = [
     # Outermost, so redirects, static files and errors carry the colour too.
