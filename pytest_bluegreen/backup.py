@@ -208,6 +208,13 @@ class DatabaseBackup:
         """Rows of every table in the ``public`` schema of ``database``."""
         return parse_row_counts(self._psql(database, COUNT_SQL, "counting rows"))
 
+    def query(self, database: str, sql: str) -> list[tuple[str, ...]]:
+        """Rows of ``sql`` in ``database``, every value as text (NULL as an empty string)."""
+        command = ["psql", "-X", "-q", "-A", "-t", "-F", "\x1f", "-v", "ON_ERROR_STOP=1"]
+        command += ["-U", self.user, "-d", database, "-f", "-"]
+        out = self._run(command, f"querying database {database!r}", data=sql.encode())
+        return [tuple(line.split("\x1f")) for line in out.splitlines() if line]
+
     def drop_database(self, database: str) -> None:
         """Drop ``database`` if it exists, ending its sessions."""
         sql = 'DROP DATABASE IF EXISTS :"db" WITH (FORCE);'

@@ -108,7 +108,30 @@ class Compose:
         out = self.run(*args, timeout=60).stdout
         return [line.strip() for line in out.splitlines() if line.strip()]
 
-    def run_once(self, service: str, command: Sequence[str], timeout: float = 300) -> str:
+    def run_once(
+        self,
+        service: str,
+        command: Sequence[str],
+        timeout: float = 300,
+        env: Mapping[str, str] | None = None,
+    ) -> str:
         """Run ``command`` in a fresh, removed container of ``service`` (no dependencies)."""
-        result = self.run("run", "--rm", "--no-deps", "-T", service, *command, timeout=timeout)
+        flags = _env_flags(env or {})
+        result = self.run(
+            "run", "--rm", "--no-deps", "-T", *flags, service, *command, timeout=timeout
+        )
         return result.stdout
+
+    def run_detached(
+        self, service: str, name: str, env: Mapping[str, str], command: Sequence[str] = ()
+    ) -> None:
+        """Start a one-off container ``name`` of ``service``, detached (default: its command).
+
+        The caller removes it (``docker rm -f``); Compose's ``run -d`` cannot remove it itself.
+        """
+        flags = _env_flags(env)
+        self.run("run", "-d", "--no-deps", "--name", name, *flags, service, *command, timeout=120)
+
+
+def _env_flags(env: Mapping[str, str]) -> list[str]:
+    return [arg for key, value in env.items() for arg in ("-e", f"{key}={value}")]

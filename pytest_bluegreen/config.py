@@ -66,7 +66,12 @@ class StackConfig:
     backup_dir: Path = Path(".bluegreen/backups")
     keep_backups: int = 10
     # Suites (paths under the project) that gate the switch, and the post-switch suite.
-    gate_suites: tuple[str, ...] = ("suites/smoke",)
+    gate_suites: tuple[str, ...] = (
+        "suites/migration",
+        "suites/smoke",
+        "suites/infra",
+        "suites/latency",
+    )
     postdeploy_suite: str = "suites/postdeploy"
     # Retiring the old colour: wait (bounded) until it has no sessions, then stop it after a delay
     # (0: at once, inside the deploy; more: a detached process, so a rollback within the window is
@@ -82,6 +87,28 @@ class StackConfig:
     load_paths: tuple[str, ...] = ("/api/v1/health", "/api/v1/aptos/", "/")
     load_failure_budget: int = 0
     load_p99_budget_ms: float = 100.0
+    # Migration rehearsal (suites/migration): the new release's migrations run on a scratch copy
+    # of the backup first, with these commands in the migrate service's image, the database
+    # name passed in ``database_name_env``; then the live colour's migrate service runs on that
+    # copy (port ``rehearsal_port``) and must still answer ``rehearsal_paths``.
+    migration_plan_command: tuple[str, ...] = ("python3", "manage.py", "showmigrations", "--plan")
+    migration_check_command: tuple[str, ...] = (
+        "python3",
+        "manage.py",
+        "makemigrations",
+        "--check",
+        "--dry-run",
+    )
+    database_name_env: str = "POSTGRES_DB"
+    rehearsal_port: int = 8000
+    rehearsal_paths: tuple[str, ...] = ("/api/v1/health", "/api/v1/aptos/", "/api/v1/builders/")
+    # Latency gate (suites/latency): each critical path this many times on the new colour and
+    # on the live one, interleaved; p50 and p99 of the new one within budget, and its p99 no
+    # more than the margin above the live colour's (default budget: the design's 500 ms).
+    latency_rounds: int = 20
+    latency_p50_budget_ms: float = 250.0
+    latency_p99_budget_ms: float = 500.0
+    latency_margin_ms: float = 100.0
     # Notifications: webhook URLs receive start, success, failure and rollback.
     webhooks: tuple[str, ...] = ()
     webhook_style: str = "json"
@@ -190,6 +217,15 @@ _FIELD_TYPES: Final[dict[str, type]] = {
     "load_paths": list,
     "load_failure_budget": int,
     "load_p99_budget_ms": float,
+    "migration_plan_command": list,
+    "migration_check_command": list,
+    "database_name_env": str,
+    "rehearsal_port": int,
+    "rehearsal_paths": list,
+    "latency_rounds": int,
+    "latency_p50_budget_ms": float,
+    "latency_p99_budget_ms": float,
+    "latency_margin_ms": float,
 }
 _NON_NEGATIVE: Final = ("retire_delay_s", "load_users", "load_failure_budget")
 _CHOICES: Final[dict[str, tuple[str, ...]]] = {"webhook_style": ("json", "slack")}
@@ -300,7 +336,7 @@ def _validate(table: dict[str, Any]) -> dict[str, Any]:
                 "{colour}" in item for item in value
             ):
                 raise ConfigError(f"bluegreen.{key}: every entry must contain '{{colour}}'")
-            if key in ("critical_paths", "load_paths") and not all(
+            if key in ("critical_paths", "load_paths", "rehearsal_paths") and not all(
                 p.startswith("/") for p in value
             ):
                 raise ConfigError(f"bluegreen.{key}: every path must start with '/'")

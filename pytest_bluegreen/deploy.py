@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Final
 
 from pytest_bluegreen.backup import DatabaseBackup
@@ -24,6 +25,7 @@ from pytest_bluegreen.load import LoadFigures, LoadRun, figures
 from pytest_bluegreen.lock import DeployLock, LockHolder
 from pytest_bluegreen.probe import check_colour_serves
 from pytest_bluegreen.record import DeployRecord, RecordStore, new_deploy_id, utc_timestamp
+from pytest_bluegreen.rehearsal import MigrationRehearsal
 from pytest_bluegreen.router import write_map_file
 from pytest_bluegreen.stack import GENERATED_SECRETS, Progress, Stack
 from pytest_bluegreen.state import ColourState, load_state, save_state
@@ -32,6 +34,8 @@ STAGES: Final = (
     "prerequisites",
     "colours",
     "backup",
+    "build",
+    "migration",
     "bring_up",
     "gates",
     "switch",
@@ -69,6 +73,8 @@ class Deployment:
             secrets=self.secrets,
         )
         self._stack: Stack | None = None
+        self.backup_file: Path | None = None
+        self._rehearsal: MigrationRehearsal | None = None
         self.lb_running = False
         self.brought_up = False
         self.switched = False
@@ -168,20 +174,25 @@ class Deployment:
                 "colours", f"live: {live} ({old}); deploying {self.release} to {self.to_colour}"
             )
 
-    def backup(self) -> None:
-        """A verified, compressed, rotated dump of the database before anything changes."""
+    def database(self) -> DatabaseBackup:
+        """The database service's database, for backups, restores and the rehearsal."""
         db = self.config.db_service
         if not self.stack.running_services([db]):
             self.stack.start([db])
         (container_id,) = self.stack.compose.container_ids(db)
         env = self.config.environment
-        result = DatabaseBackup(
+        return DatabaseBackup(
             container_id,
             database=env.get("POSTGRES_DB", "aptos"),
             user=env.get("POSTGRES_USER", "aptos_user"),
             backup_dir=self.config.backup_dir,
             keep=self.config.keep_backups,
-        ).create(f"{self.id}-{self.release}")
+        )
+
+    def backup(self) -> None:
+        """A verified, compressed, rotated dump of the database before anything changes."""
+        result = self.database().create(f"{self.id}-{self.release}")
+        self.backup_file = result.path
         self.record.backup = {
             "file": str(result.path),
             "sha256": result.sha256,
@@ -195,15 +206,37 @@ class Deployment:
             "backup", f"backup {result.path.name}: {result.size_bytes} bytes, {rows} rows verified"
         )
 
-    def bring_up(self) -> None:
-        """Build and start the idle colour at the release; migrate; wait until it is healthy."""
+    def build(self) -> None:
+        """Build the idle colour's images at the release (nothing starts yet)."""
         to = self.to_colour
         services = list(self.config.services_of(to))
         self.state.releases[to] = self.release
         self._release_env()
-        self.say("bring_up", f"building and starting {', '.join(services)} at {self.release}")
-        self.stack.compose.build(services)
+        self.say("build", f"building {', '.join(services)} at {self.release}")
         self.brought_up = True
+        self.stack.compose.build(services)
+
+    def rehearsal(self) -> MigrationRehearsal:
+        """The migration rehearsal on a scratch copy of the backup, made once per deploy."""
+        if self._rehearsal is None:
+            if self.backup_file is None:
+                raise DeployError("the backup stage has not run: there is nothing to rehearse on")
+            rehearsal = MigrationRehearsal(
+                self.stack, self.database(), self.backup_file, self.to_colour, self.from_colour
+            )
+            self.say("migration", f"restoring the backup into {rehearsal.scratch} to rehearse on")
+            rehearsal.prepare()
+            self._rehearsal = rehearsal
+        return self._rehearsal
+
+    def bring_up(self) -> None:
+        """Migrate the real database, start the idle colour, wait until it is healthy and UP.
+
+        The migration gate (a rehearsal on a copy) has passed when this runs.
+        """
+        to = self.to_colour
+        services = list(self.config.services_of(to))
+        self.say("bring_up", f"migrating, then starting {', '.join(services)} at {self.release}")
         self.stack.migrate(to, seed=self.from_colour is None)
         self.stack.compose.up(services, force_recreate=True)
         self.stack.wait_healthy(services, self.config.healthy_timeout_s)
@@ -340,6 +373,8 @@ class Deployment:
     def stage_done(self, name: str, outcome: str, duration_s: float, message: str = "") -> None:
         """Record a stage's outcome; saved at once, so a killed deploy leaves its trace."""
         self.record.set_stage(name, outcome, round(duration_s, 3), message)
+        if self._rehearsal is not None:
+            self.record.migration = self._rehearsal.summary()
         self.events.emit(
             "stage", stage=name, outcome=outcome, duration_s=duration_s, message=message
         )
@@ -353,6 +388,8 @@ class Deployment:
     ) -> None:
         """Finish the deploy: done, aborted or rolled back; record, notify, unlock."""
         self.concluded = True
+        if self._rehearsal is not None:
+            self._rehearsal.drop()
         try:
             if failed_stage is None and error is None:
                 self.state.live, self.state.last_deploy = self.to_colour, self.id

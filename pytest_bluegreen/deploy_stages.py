@@ -1,7 +1,7 @@
 """The built-in stages of ``pytest --bg-deploy``, one test item each, in deploy order.
 
-Collected only in a deploy session (the plugin adds this file to the run). The gates stage is
-the gate suites' own tests; the verify stage is the post-deploy suite's.
+Collected only in a deploy session (the plugin adds this file to the run). The migration and
+gates stages are the gate suites' own tests; the verify stage is the post-deploy suite's.
 """
 
 from __future__ import annotations
@@ -30,9 +30,15 @@ def test_backup(bluegreen_deployment: Deployment) -> None:
     bluegreen_deployment.backup()
 
 
+@pytest.mark.bluegreen_stage("build")
+def test_build(bluegreen_deployment: Deployment) -> None:
+    """The idle colour's images at the new release; the migration gate runs on them next."""
+    bluegreen_deployment.build()
+
+
 @pytest.mark.bluegreen_stage("bring_up")
 def test_bring_up(bluegreen_deployment: Deployment) -> None:
-    """The idle colour at the new release, healthy for Docker and UP for HAProxy."""
+    """The real database migrated, the idle colour healthy for Docker and UP for HAProxy."""
     bluegreen_deployment.bring_up()
 
 

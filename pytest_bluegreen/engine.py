@@ -79,3 +79,42 @@ class DockerEngine:
             return str(self._client.api.inspect_image(reference)["Id"])
         except docker.errors.ImageNotFound:
             return None
+
+    def reachable_ip(self, container_id: str) -> str:
+        """The container's address on a network the host can reach (not an internal one)."""
+        attrs = self._client.api.inspect_container(container_id)
+        for name, network in attrs["NetworkSettings"]["Networks"].items():
+            address = network.get("IPAddress")
+            if address and not self._client.api.inspect_network(name).get("Internal"):
+                return str(address)
+        raise DockerUnavailable(f"container {attrs['Name'].lstrip('/')} has no reachable address")
+
+    def remove(self, container: str) -> None:
+        """Remove a container, running or not; nothing when it is already gone."""
+        try:
+            self._client.api.remove_container(container, force=True)
+        except docker.errors.NotFound:
+            return
+
+    def exec(self, container: str, command: list[str], timeout_s: int = 300) -> tuple[int, str]:
+        """Run ``command`` in a running container: (exit code, stdout and stderr together).
+
+        Bounded by coreutils' ``timeout`` inside the container (the SDK has no timeout).
+        """
+        argv = ["timeout", str(timeout_s), *command]
+        exit_code, output = self._client.containers.get(container).exec_run(argv)
+        return int(exit_code), output.decode("utf-8", "replace")
+
+    def running_containers(self, project: str, service: str) -> list[str]:
+        """Ids of the running containers of a Compose service, by Compose's own labels.
+
+        A fraction of a ``compose ps`` (no Compose start-up); one-off ``run`` containers are
+        left out.
+        """
+        labels = [
+            f"com.docker.compose.project={project}",
+            f"com.docker.compose.service={service}",
+            "com.docker.compose.oneoff=False",
+        ]
+        found = self._client.api.containers(filters={"label": labels, "status": "running"})
+        return [str(container["Id"]) for container in found]

@@ -65,8 +65,11 @@ def plan(config: StackConfig, release: str) -> str:
         "colours": f"live {live or 'none (first deploy)'}, deploy to {to}",
         "backup": f"pg_dump -Fc of {config.db_service} into {config.backup_dir}, verified by a "
         f"restore, keep {config.keep_backups}",
-        "bring_up": f"{to.upper()}_RELEASE={release} {base} build {services}; migrate; "
-        f"up -d --no-deps --force-recreate {services}; wait healthy",
+        "build": f"{to.upper()}_RELEASE={release} {base} build {services}",
+        "migration": "the backup restored into a scratch database, the release's migrations "
+        "run there, the live colour checked on it (tests marked bluegreen_stage('migration'))",
+        "bring_up": f"migrate {config.db_service}; up -d --no-deps --force-recreate {services}; "
+        "wait healthy",
         "gates": f"{', '.join(config.gate_suites) or 'none'} against {config.preview_url(to)}",
         "switch": f"set map {router.map_in_container} active {to} (runtime API), "
         "map file rewritten"

@@ -10,18 +10,22 @@ from __future__ import annotations
 import re
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import pytest
 
 from pytest_bluegreen import operations
-from pytest_bluegreen.colours import COLOURS
+from pytest_bluegreen.colours import COLOURS, Colour, other_colour
 from pytest_bluegreen.config import DESIGN_CRITICAL_PATHS, StackConfig, load_config
 from pytest_bluegreen.deploy import STAGES, Deployment
 from pytest_bluegreen.errors import BluegreenError
+from pytest_bluegreen.hosts import container_host, service_name
 from pytest_bluegreen.probe import Target
+from pytest_bluegreen.rehearsal import MigrationRehearsal, ScratchDatabase
+from pytest_bluegreen.stack import Stack, router_for
 from pytest_bluegreen.stages import STAGE_KEY, StageTracker, terminal_writer
 from pytest_bluegreen.state import load_state
 
@@ -168,36 +172,156 @@ def bluegreen_deployment(bluegreen_stage_tracker: StageTracker) -> Iterator[Depl
     bluegreen_stage_tracker.conclude()
 
 
+def _deployment(request: pytest.FixtureRequest) -> Deployment | None:
+    """The deployment under way, or None outside ``--bg-deploy``."""
+    if TRACKER_KEY not in request.config.stash:
+        return None
+    deployment: Deployment = request.getfixturevalue("bluegreen_deployment")
+    return deployment
+
+
+def _recorded_live(config: StackConfig) -> Colour | None:
+    """Outside a deploy: the live colour as recorded, else as HAProxy serves it."""
+    live = load_state(config.state_file).live
+    if live is None and config.admin_socket.exists():
+        try:
+            live = router_for(config).active_colour()
+        except BluegreenError:
+            return None
+    return live
+
+
 @pytest.fixture
-def bluegreen_target(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> Target:
+def bluegreen_target(
+    request: pytest.FixtureRequest,
+    bluegreen_colour: Colour | None,
+    bluegreen_release: str | None,
+) -> Target:
     """What a suite checks: the idle colour's preview route or the public URL.
 
     In a deploy: the idle colour during the gates, the public URL after the switch. On its own:
     ``--bg-target``, else the stack's public URL with its recorded live colour and release.
     """
-    tracker = pytestconfig.stash.get(TRACKER_KEY, None)
-    if tracker is not None:
-        deployment: Deployment = request.getfixturevalue("bluegreen_deployment")
+    deployment = _deployment(request)
+    if deployment is not None:
         cfg = deployment.config
-        to = deployment.to_colour
         stage = request.node.stash.get(STAGE_KEY, "gates")
-        url = cfg.public_url if stage in ("verify", "retire") else cfg.preview_url(to)
-        return Target(url, to, deployment.release, cfg.ca_file, cfg.critical_paths)
-    url = pytestconfig.getoption("bg_target")
-    if url:
-        return Target(
-            url.rstrip("/"),
-            pytestconfig.getoption("bg_expect_colour"),
-            pytestconfig.getoption("bg_expect_release"),
-            pytestconfig.getoption("bg_ca_file"),
-            DESIGN_CRITICAL_PATHS,
+        url = (
+            cfg.public_url
+            if stage in ("verify", "retire")
+            else cfg.preview_url(deployment.to_colour)
         )
-    cfg = _load(pytestconfig)
-    state = load_state(cfg.state_file)
-    return Target(
-        cfg.public_url,
-        state.live,
-        state.releases.get(state.live) if state.live else None,
-        cfg.ca_file if cfg.ca_file.is_file() else None,
-        cfg.critical_paths,
-    )
+        return Target(url, bluegreen_colour, bluegreen_release, cfg.ca_file, cfg.critical_paths)
+    url = request.config.getoption("bg_target")
+    if url:
+        ca_file = request.config.getoption("bg_ca_file")
+        return Target(
+            url.rstrip("/"), bluegreen_colour, bluegreen_release, ca_file, DESIGN_CRITICAL_PATHS
+        )
+    cfg = _load(request.config)
+    ca_file = cfg.ca_file if cfg.ca_file.is_file() else None
+    return Target(cfg.public_url, bluegreen_colour, bluegreen_release, ca_file, cfg.critical_paths)
+
+
+@pytest.fixture(scope="session")
+def bluegreen_colour(request: pytest.FixtureRequest) -> Colour | None:
+    """The colour under test: the one being deployed, or standalone the live one."""
+    deployment = _deployment(request)
+    if deployment is not None:
+        return deployment.to_colour
+    expected: Colour | None = request.config.getoption("bg_expect_colour")
+    if expected is not None or request.config.getoption("bg_target"):
+        return expected
+    return _recorded_live(_load(request.config))
+
+
+@pytest.fixture(scope="session")
+def bluegreen_release(
+    request: pytest.FixtureRequest, bluegreen_colour: Colour | None
+) -> str | None:
+    """The release under test (None when a standalone run does not know it)."""
+    deployment = _deployment(request)
+    if deployment is not None:
+        return deployment.release
+    release: str | None = request.config.getoption("bg_expect_release")
+    if release is None and bluegreen_colour and not request.config.getoption("bg_target"):
+        release = load_state(_load(request.config).state_file).releases.get(bluegreen_colour)
+    return release
+
+
+@pytest.fixture
+def bluegreen_live_colour(request: pytest.FixtureRequest) -> Colour | None:
+    """The colour users are served by now; None before the first deploy's switch."""
+    deployment = _deployment(request)
+    if deployment is not None:
+        return deployment.to_colour if deployment.switched else deployment.from_colour
+    return _recorded_live(_load(request.config))
+
+
+@pytest.fixture
+def bluegreen_idle_url(request: pytest.FixtureRequest) -> str:
+    """The preview route of the colour being deployed (standalone: of the idle colour)."""
+    deployment = _deployment(request)
+    if deployment is not None:
+        return deployment.config.preview_url(deployment.to_colour)
+    cfg = _load(request.config)
+    live = _recorded_live(cfg)
+    if live is None:
+        raise pytest.UsageError("bluegreen: no live colour recorded, so no idle colour either")
+    return cfg.preview_url(other_colour(live))
+
+
+@pytest.fixture
+def bluegreen_live_url(pytestconfig: pytest.Config) -> str:
+    """The public URL, which serves the live colour: ``--bg-target`` or the stack's."""
+    url = pytestconfig.getoption("bg_target")
+    return str(url).rstrip("/") if url else _load(pytestconfig).public_url
+
+
+@pytest.fixture(scope="session")
+def bluegreen_stack(request: pytest.FixtureRequest) -> Stack:
+    """The Compose stack (needs Docker): the deploy's own, or one for the settings."""
+    deployment = _deployment(request)
+    if deployment is not None:
+        return deployment.stack
+    try:
+        return Stack(_load(request.config))
+    except BluegreenError as exc:
+        raise pytest.UsageError(f"bluegreen: {exc}") from None
+
+
+@pytest.fixture(scope="session")
+def bluegreen_host(bluegreen_stack: Stack, bluegreen_colour: Colour | None) -> Callable[[str], Any]:
+    """``bluegreen_host("backend")``: a testinfra host in that service's running container.
+
+    A role ("backend", "frontend") means the service of the colour under test; any other name
+    ("db", "loadbalancer") is taken as the Compose service it names.
+    """
+
+    def host(name: str) -> Any:
+        service = service_name(bluegreen_stack.config, bluegreen_colour, name)
+        try:
+            return container_host(bluegreen_stack, service)
+        except BluegreenError as exc:
+            pytest.fail(f"bluegreen_host({name!r}): {exc}")
+
+    return host
+
+
+@pytest.fixture(scope="session")
+def bluegreen_rehearsal(bluegreen_deployment: Deployment) -> MigrationRehearsal:
+    """The deploy's migration rehearsal: the backup restored into a scratch database."""
+    try:
+        return bluegreen_deployment.rehearsal()
+    except BluegreenError as exc:
+        pytest.fail(f"the migration rehearsal could not start: {exc}")
+
+
+@pytest.fixture
+def bluegreen_scratch_db(bluegreen_rehearsal: MigrationRehearsal) -> ScratchDatabase:
+    """The scratch copy of the database, migrated by the release being deployed."""
+    try:
+        bluegreen_rehearsal.migrate()
+    except BluegreenError as exc:
+        pytest.fail(f"the new release's migrations fail on a copy of the database:\n{exc}")
+    return bluegreen_rehearsal.scratch_database()

@@ -99,6 +99,7 @@ class DeployRecord:
     duration_s: float | None = None
     stages: list[StageRecord] = field(default_factory=list)
     backup: dict[str, Any] | None = None  # file, sha256, size_bytes, row_counts, dump_s, verify_s
+    migration: dict[str, Any] | None = None  # the rehearsal: pending migrations, seconds
     switch: dict[str, Any] | None = None  # SwitchResult figures in ms
     load: dict[str, Any] | None = None  # requests, failures, p50/p99 before and during the switch
     rollback_s: float | None = None  # failed verdict -> old colour serving every new request
@@ -166,6 +167,7 @@ class DeployRecord:
                 for index, item in enumerate(read.get("stages", "a list", _is_list, []))
             ],
             backup=read.optional_object("backup"),
+            migration=read.optional_object("migration"),
             switch=read.optional_object("switch"),
             load=read.optional_object("load"),
             rollback_s=read.optional_number("rollback_s"),

@@ -14,13 +14,23 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, NoReturn
 
 import pytest
 
 from pytest_bluegreen.deploy import STAGES, Deployment
 
 STAGE_KEY = pytest.StashKey[str]()
+NOT_APPLICABLE: Final = "not applicable: "
+
+
+def not_applicable(reason: str) -> NoReturn:
+    """Skip a check that has nothing to check here (a live-colour check on a first deploy).
+
+    Any other skip of a gate stops the deploy (gates fail closed); this one is counted as
+    ``not_applicable`` and lets it go on.
+    """
+    pytest.skip(NOT_APPLICABLE + reason)
 
 
 def terminal_writer(config: pytest.Config) -> Callable[[str], None]:
@@ -118,10 +128,12 @@ class StageTracker:
             return  # skipped by us, after the failure
         if report.passed and not hasattr(report, "wasxfail"):
             outcome = "passed"
+        elif report.skipped and _short_reason(report.longrepr).startswith(NOT_APPLICABLE):
+            outcome = "not_applicable"
         else:
             outcome = "skipped" if report.skipped else "failed"
         self.outcomes[stage][outcome] += 1
-        if outcome != "passed" and self.failed_stage is None:
+        if outcome not in ("passed", "not_applicable") and self.failed_stage is None:
             self._fail(stage, report, outcome)
 
     def _record(self, deployment: Deployment, stage: str) -> None:

@@ -88,3 +88,18 @@ def test_container_ids_parses_ps_output() -> None:
     recorder = Recorder(completed(0, stdout="abc123\n\ndef456\n"))
     assert make(recorder).container_ids("db") == ["abc123", "def456"]
     assert recorder.calls[0][0][-3:] == ["-q", "-a", "db"]
+
+
+def test_one_off_containers_get_their_environment_as_flags() -> None:
+    recorder = Recorder(completed(0))
+    compose = make(recorder)
+    compose.run_once("backend-green", ["python3", "manage.py", "migrate"], env={"DB": "x_copy"})
+    compose.run_detached("backend-blue", "shop-rehearsal-blue", {"DB": "x_copy"})
+    assert recorder.calls[0][0][7:] == [
+        "run", "--rm", "--no-deps", "-T", "-e", "DB=x_copy",
+        "backend-green", "python3", "manage.py", "migrate",
+    ]  # fmt: skip
+    assert recorder.calls[1][0][7:] == [
+        "run", "-d", "--no-deps", "--name", "shop-rehearsal-blue", "-e", "DB=x_copy",
+        "backend-blue",
+    ]  # fmt: skip

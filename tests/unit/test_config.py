@@ -55,6 +55,9 @@ def test_bluegreen_toml_used_when_pyproject_has_no_table(project: Path) -> None:
         ("project_name = 'My App'", "bluegreen.project_name 'My App' must be lowercase"),
         ("compose_files = ['missing.yml']", "compose file not found"),
         ("project_name = ", "is not valid TOML"),
+        ("rehearsal_paths = ['api/v1/health']", "bluegreen.rehearsal_paths: every path must start"),
+        ("latency_margin_ms = -5", "bluegreen.latency_margin_ms must be positive"),
+        ("migration_check_command = []", "bluegreen.migration_check_command must be a non-empty"),
     ],
 )
 def test_bad_settings_name_the_key(project: Path, body: str, message: str) -> None:
@@ -98,3 +101,16 @@ def test_env_file_syntax_error_names_the_line(tmp_path: Path) -> None:
     path.write_text("GOOD=1\nthis is not an assignment\n")
     with pytest.raises(ConfigError, match=r"\.env:2: expected KEY=VALUE"):
         read_env_file(path)
+
+
+def test_gate_settings_have_the_design_defaults(project: Path) -> None:
+    write_pyproject(project, "latency_rounds = 50")
+    config = load_config(project, environ={})
+    assert config.latency_rounds == 50
+    assert (config.latency_p50_budget_ms, config.latency_p99_budget_ms) == (250.0, 500.0)
+    assert config.gate_suites == (
+        "suites/migration",
+        "suites/smoke",
+        "suites/infra",
+        "suites/latency",
+    )

@@ -49,6 +49,7 @@ def pytest_configure(config):
 
 STAGES = """
 import pytest
+from pytest_bluegreen.stages import not_applicable
 
 ran = []
 
@@ -92,15 +93,15 @@ def test_items_run_in_stage_order(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=5)
     result.stdout.fnmatch_lines(
         [
-            "== stage 1/8: prerequisites",
+            "== stage 1/10: prerequisites",
             "*::test_prerequisites PASSED*",
-            "== stage 5/8: gates",
+            "== stage 7/10: gates",
             "*::test_gate PASSED*",
-            "== stage 6/8: switch",
+            "== stage 8/10: switch",
             "*::test_switch PASSED*",
-            "== stage 7/8: verify",
+            "== stage 9/10: verify",
             "*::test_verify PASSED*",
-            "== stage 8/8: retire",
+            "== stage 10/10: retire",
             "*::test_retire PASSED*",
         ]
     )
@@ -125,6 +126,15 @@ def test_a_skipped_gate_fails_closed(pytester: pytest.Pytester) -> None:
     assert "skipped, and a deploy fails closed (no database here)" in conclusion["error"]
     result.stdout.fnmatch_lines(["*::test_switch SKIPPED (deploy stopped: stage gates failed)*"])
     assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_a_not_applicable_gate_lets_the_deploy_go_on(pytester: pytest.Pytester) -> None:
+    result, conclusion = run(pytester, gate="not_applicable('first deploy: nothing is live')")
+    result.stdout.fnmatch_lines(["*::test_gate SKIPPED (not applicable: first deploy*"])
+    result.stdout.fnmatch_lines(["*::test_switch PASSED*"])
+    assert conclusion["failed_stage"] is None
+    assert conclusion["stages"]["gates"] == ["skipped", "1 not_applicable"]
+    assert result.ret == 0
 
 
 def test_a_post_switch_failure_records_the_verdict(pytester: pytest.Pytester) -> None:

@@ -1,0 +1,34 @@
+"""testinfra hosts for the running containers of a stack's services, through ``docker exec``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import testinfra
+
+from pytest_bluegreen.colours import Colour
+from pytest_bluegreen.config import StackConfig
+from pytest_bluegreen.errors import StackError
+from pytest_bluegreen.stack import Stack
+
+
+def service_name(config: StackConfig, colour: Colour | None, name: str) -> str:
+    """``name`` as a Compose service: a colour's role ("backend") or a service as it is ("db").
+
+    A role is a colour service pattern without its colour: ``backend-{colour}`` is "backend".
+    """
+    for pattern in config.colour_services:
+        role = pattern.replace("{colour}", "").strip("-_")
+        if name == role:
+            if colour is None:
+                raise StackError(f"{name!r} is a colour service, and no colour is under test")
+            return pattern.format(colour=colour)
+    return name
+
+
+def container_host(stack: Stack, service: str) -> Any:
+    """A testinfra host inside the running container of ``service``."""
+    running = stack.engine.running_containers(stack.config.project_name, service)
+    if not running:
+        raise StackError(f"{service} has no running container to inspect")
+    return testinfra.get_host(f"docker://{running[0]}")

@@ -1,0 +1,59 @@
+"""The migration rehearsal's own logic: the plan it reads and the errors it reports (no Docker)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pytest_bluegreen.config import StackConfig
+from pytest_bluegreen.errors import StackError
+from pytest_bluegreen.hosts import service_name
+from pytest_bluegreen.rehearsal import error_lines, pending_migrations
+
+PLAN = """\
+[X]  contenttypes.0001_initial
+[X]  aptos.0001_initial
+[ ]  aptos.0002_builder_website
+[ ]  drop_column.0001_drop_builder_founded_year
+"""
+
+
+def test_pending_migrations_are_the_unticked_ones_in_plan_order() -> None:
+    assert pending_migrations(PLAN) == [
+        "aptos.0002_builder_website",
+        "drop_column.0001_drop_builder_founded_year",
+    ]
+    assert pending_migrations("[X]  aptos.0001_initial\n") == []
+    assert pending_migrations("Creating bgmig_backend-blue_run ... done\n") == []
+
+
+def test_error_lines_come_out_of_json_tracebacks_once_each() -> None:
+    traceback = (
+        "Traceback (most recent call last):\\n  File x\\n"
+        "psycopg2.errors.UndefinedColumn: column aptos_builder.founded_year does not exist\\n"
+        "LINE 1: ...\\n\\ndjango.db.utils.ProgrammingError: column aptos_builder.founded_year "
+        'does not exist\\nLINE 1: ..., \\"aptos_builder\\".'
+    )
+    logs = "\n".join(
+        [
+            '127.0.0.1 - - "GET /api/v1/health HTTP/1.1" 200 69',
+            f'{{"level": "ERROR", "message": "Internal Server Error", "exception": "{traceback}"}}',
+            f'{{"level": "ERROR", "message": "Internal Server Error", "exception": "{traceback}"}}',
+            "ValueError: plain text traceback line",
+        ]
+    )
+    assert error_lines(logs) == [
+        "django.db.utils.ProgrammingError: column aptos_builder.founded_year does not exist",
+        "ValueError: plain text traceback line",
+    ]
+    assert error_lines('127.0.0.1 - - "GET / HTTP/1.1" 200') == []
+
+
+def test_a_role_names_the_service_of_the_colour_under_test() -> None:
+    config = StackConfig(project_dir=Path("/p"))
+    assert service_name(config, "green", "backend") == "backend-green"
+    assert service_name(config, "blue", "frontend") == "frontend-blue"
+    assert service_name(config, "blue", "db") == "db"  # any other name is a service as it is
+    with pytest.raises(StackError, match="no colour is under test"):
+        service_name(config, None, "backend")
