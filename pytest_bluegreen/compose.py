@@ -102,12 +102,6 @@ class Compose:
     def restart(self, services: Sequence[str]) -> None:
         self.run("restart", *services, timeout=120)
 
-    def container_ids(self, service: str) -> list[str]:
-        """Containers of ``service`` in any state (v1 and v2 differ in what plain ``ps`` lists)."""
-        args = ["ps", "-q", "-a", service]
-        out = self.run(*args, timeout=60).stdout
-        return [line.strip() for line in out.splitlines() if line.strip()]
-
     def run_once(
         self,
         service: str,

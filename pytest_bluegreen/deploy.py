@@ -179,7 +179,7 @@ class Deployment:
         db = self.config.db_service
         if not self.stack.running_services([db]):
             self.stack.start([db])
-        (container_id,) = self.stack.compose.container_ids(db)
+        (container_id,) = self.stack.container_ids(db)
         env = self.config.environment
         return DatabaseBackup(
             container_id,
@@ -229,11 +229,19 @@ class Deployment:
             self._rehearsal = rehearsal
         return self._rehearsal
 
+    def _end_rehearsal(self) -> None:
+        """The scratch copy and the tools container go once the rehearsal is over."""
+        if self._rehearsal is not None:
+            self.record.migration = self._rehearsal.summary()
+            self._rehearsal.drop()
+            self._rehearsal = None
+
     def bring_up(self) -> None:
         """Migrate the real database, start the idle colour, wait until it is healthy and UP.
 
         The migration gate (a rehearsal on a copy) has passed when this runs.
         """
+        self._end_rehearsal()
         to = self.to_colour
         services = list(self.config.services_of(to))
         self.say("bring_up", f"migrating, then starting {', '.join(services)} at {self.release}")
@@ -388,8 +396,7 @@ class Deployment:
     ) -> None:
         """Finish the deploy: done, aborted or rolled back; record, notify, unlock."""
         self.concluded = True
-        if self._rehearsal is not None:
-            self._rehearsal.drop()
+        self._end_rehearsal()
         try:
             if failed_stage is None and error is None:
                 self.state.live, self.state.last_deploy = self.to_colour, self.id

@@ -105,16 +105,21 @@ class DockerEngine:
         exit_code, output = self._client.containers.get(container).exec_run(argv)
         return int(exit_code), output.decode("utf-8", "replace")
 
-    def running_containers(self, project: str, service: str) -> list[str]:
-        """Ids of the running containers of a Compose service, by Compose's own labels.
+    def service_containers(
+        self, project: str, service: str, *, running_only: bool = False
+    ) -> list[str]:
+        """Ids of a Compose service's containers, found by the labels Compose v1 and v2 set.
 
-        A fraction of a ``compose ps`` (no Compose start-up); one-off ``run`` containers are
-        left out.
+        One-off containers (``compose run``: migrations, the rehearsal) are not the service's;
+        ``compose ps -a`` would list them. A fraction of the cost of a Compose start-up.
         """
         labels = [
             f"com.docker.compose.project={project}",
             f"com.docker.compose.service={service}",
             "com.docker.compose.oneoff=False",
         ]
-        found = self._client.api.containers(filters={"label": labels, "status": "running"})
+        filters: dict[str, object] = {"label": labels}
+        if running_only:
+            filters["status"] = "running"
+        found = self._client.api.containers(all=not running_only, filters=filters)
         return [str(container["Id"]) for container in found]

@@ -28,7 +28,7 @@ def service_name(config: StackConfig, colour: Colour | None, name: str) -> str:
 
 def container_host(stack: Stack, service: str) -> Any:
     """A testinfra host inside the running container of ``service``."""
-    running = stack.engine.running_containers(stack.config.project_name, service)
+    running = stack.container_ids(service, running_only=True)
     if not running:
         raise StackError(f"{service} has no running container to inspect")
     return testinfra.get_host(f"docker://{running[0]}")

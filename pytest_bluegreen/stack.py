@@ -175,12 +175,14 @@ class Stack:
         if seed and cfg.seed_command:
             self.compose.run_once(service, cfg.seed_command)
 
+    def container_ids(self, service: str, *, running_only: bool = False) -> list[str]:
+        """The service's own containers (never the one-off ones of ``compose run``)."""
+        return self.engine.service_containers(
+            self.config.project_name, service, running_only=running_only
+        )
+
     def running_services(self, services: Iterable[str]) -> list[str]:
-        return [
-            s
-            for s in services
-            if any(self.engine.state(i).status == "running" for i in self.compose.container_ids(s))
-        ]
+        return [s for s in services if self.container_ids(s, running_only=True)]
 
     def wait_healthy(self, services: Sequence[str], timeout_s: float) -> None:
         """Wait (bounded) until Docker reports every container of ``services`` healthy."""
@@ -188,7 +190,7 @@ class Stack:
         pending = list(services)
         while pending:
             for service in list(pending):
-                ids = self.compose.container_ids(service)
+                ids = self.container_ids(service)
                 if not ids:
                     raise StackError(f"{service} has no container")
                 states = [self.engine.state(i) for i in ids]

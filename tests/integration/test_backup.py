@@ -86,7 +86,7 @@ def db() -> Iterator[Database]:
         stack.prepare()
         stack.compose.build([service])
         stack.start([service])
-        (container_id,) = stack.compose.container_ids(service)
+        (container_id,) = stack.container_ids(service)
         env = stack.config.environment
         database = Database(
             container_id,

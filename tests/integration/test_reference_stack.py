@@ -30,7 +30,7 @@ def test_every_service_is_healthy_within_the_bound(running_stack: RunningStack) 
     services = [config.db_service, config.loadbalancer_service]
     services += [s for c in COLOURS for s in config.services_of(c)]
     for service in services:
-        (container_id,) = stack.compose.container_ids(service)
+        (container_id,) = stack.container_ids(service)
         state = stack.engine.state(container_id)
         assert (state.status, state.health) == ("running", "healthy"), service
     assert running_stack.up_seconds < HEALTHY_BOUND_S

@@ -84,12 +84,6 @@ def test_timeout_becomes_a_compose_error() -> None:
         compose.validate()
 
 
-def test_container_ids_parses_ps_output() -> None:
-    recorder = Recorder(completed(0, stdout="abc123\n\ndef456\n"))
-    assert make(recorder).container_ids("db") == ["abc123", "def456"]
-    assert recorder.calls[0][0][-3:] == ["-q", "-a", "db"]
-
-
 def test_one_off_containers_get_their_environment_as_flags() -> None:
     recorder = Recorder(completed(0))
     compose = make(recorder)
