@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from pytest_bluegreen.backup import DatabaseBackup
 from pytest_bluegreen.colours import Colour, other_colour
 from pytest_bluegreen.lock import DeployLock
 from pytest_bluegreen.record import DeployRecord, RecordStore
@@ -70,10 +71,14 @@ class DeployHost:
         return result
 
     def deploy(
-        self, release: str, compose: list[Path] | None = None, settings: Path | None = None
+        self,
+        release: str,
+        *tests: str,
+        compose: list[Path] | None = None,
+        settings: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
         return self.pytest(
-            "--bg-deploy", "--bg-release", release, compose=compose, settings=settings
+            "--bg-deploy", "--bg-release", release, *tests, compose=compose, settings=settings
         )
 
     def settings_with(self, name: str, extra: str) -> Path:
@@ -93,6 +98,27 @@ class DeployHost:
 
     def live(self) -> Colour:
         return self.stack.router.active_colour()
+
+    def idle_override(self, name: str, service_yaml: str) -> Path:
+        """A Compose file that changes the idle colour's backend only: the release to deploy."""
+        path = self.home / f"{name}.yml"
+        path.write_text(f"services:\n  backend-{other_colour(self.live())}:\n{service_yaml}")
+        return path
+
+    def database(self) -> DatabaseBackup:
+        (db,) = self.stack.container_ids("db")
+        env = self.stack.config.environment
+        return DatabaseBackup(db, env["POSTGRES_DB"], env["POSTGRES_USER"], self.home)
+
+    def schema_and_rows(self) -> tuple[list[tuple[str, ...]], dict[str, int]]:
+        """Every column of the real database, and the rows of every table."""
+        database = self.database()
+        columns = database.query(
+            database.database,
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'public' ORDER BY 1, 2",
+        )
+        return columns, database.row_counts(database.database)
 
     def answer(self) -> tuple[str, str]:
         """(colour, release) that the public URL serves now."""
@@ -146,13 +172,21 @@ def test_the_first_deploy_on_an_empty_host(host: DeployHost) -> None:
 def test_two_deploys_in_a_row(host: DeployHost) -> None:
     assert host.answer() == ("blue", "initial")
 
-    first = host.deploy("r1")
+    first = host.deploy("r1", "examples/own_gates", "-v")  # with the example of own gates
     assert first.returncode == 0
+    for test in (
+        "test_no_builder_lost_its_name",
+        "test_the_new_colour_names_itself",
+        "test_users_still_get_the_live_colour",
+        "test_gunicorn_serves_with_two_workers",
+    ):
+        assert f"examples/own_gates/test_own_gates.py::{test} PASSED" in first.stdout
     record = host.last()
     assert (record.result, record.from_colour, record.to_colour) == ("deployed", "blue", "green")
     assert host.answer() == ("green", "r1")
     assert [stage.name for stage in record.stages] == [
-        "prerequisites", "colours", "backup", "bring_up", "gates", "switch", "verify", "retire",
+        "prerequisites", "colours", "backup", "build", "migration", "bring_up", "gates", "switch",
+        "verify", "retire",
     ]  # fmt: skip
     assert all(stage.outcome == "passed" for stage in record.stages), record.stages
     assert record.switch is not None
@@ -184,9 +218,7 @@ def test_the_backup_restores_and_its_checksum_matches(host: DeployHost) -> None:
     dump = Path(record.backup["file"])
     assert hashlib.sha256(dump.read_bytes()).hexdigest() == record.backup["sha256"]
     assert dump.read_bytes()[:5] == b"PGDMP"
-    from pytest_bluegreen.backup import DatabaseBackup
-
-    (db,) = host.stack.compose.container_ids("db")
+    (db,) = host.stack.container_ids("db")
     env = host.stack.config.environment
     backup = DatabaseBackup(db, env["POSTGRES_DB"], env["POSTGRES_USER"], dump.parent)
     try:
@@ -217,6 +249,108 @@ def test_a_release_that_never_gets_healthy_is_aborted(host: DeployHost) -> None:
     assert host.stack.running_services(services) == []  # stopped; containers kept for their logs
 
 
+def assert_aborted_by(
+    host: DeployHost,
+    result: subprocess.CompletedProcess[str],
+    stage: str,
+    test: str,
+    before: tuple[str, str],
+) -> DeployRecord:
+    """Stopped by ``test`` in ``stage``, before the switch: users kept the live colour."""
+    assert result.returncode != 0
+    record = host.last()
+    assert record.result == "aborted"
+    assert {s.name: s.outcome for s in record.stages}[stage] == "failed", record.stages
+    assert f"stage {stage} failed: {test}" in (record.error or "")
+    assert host.answer() == before
+    return record
+
+
+@pytest.mark.parametrize(
+    ("release", "service_yaml", "caught_by", "message"),
+    [
+        pytest.param(
+            "api-errors",
+            "    environment:\n      APTOS_FAULT: api-errors\n",
+            "suites/smoke/test_smoke.py::test_page[/-",
+            "/: HTTP 502",  # the frontend's page, from its colour's failing API
+            id="API 500s while health is green: smoke",
+        ),
+        pytest.param(
+            "runs-as-root",
+            '    user: "0:0"\n',
+            "suites/infra/test_infra.py::test_no_process_runs_as_root[backend]",
+            "runs as root (uid 0)",
+            id="a process running as root: infra",
+        ),
+        pytest.param(
+            "slow-api",
+            "    environment:\n      APTOS_FAULT: slow:300\n",
+            "suites/latency/test_latency.py::test_new_colour_within_budget",
+            "over the latency budget",
+            id="a slow endpoint: latency",
+        ),
+    ],
+)
+def test_a_broken_release_is_stopped_by_its_gate(
+    host: DeployHost, release: str, service_yaml: str, caught_by: str, message: str
+) -> None:
+    before = host.answer()
+    result = host.deploy(release, compose=[host.idle_override(release, service_yaml)])
+    record = assert_aborted_by(host, result, "gates", caught_by, before)
+    assert message in (record.error or "")
+    idle = other_colour(host.live())
+    assert host.stack.running_services(host.stack.config.services_of(idle)) == []
+
+
+def test_a_migration_that_breaks_the_live_colour_never_reaches_the_database(
+    host: DeployHost,
+) -> None:
+    before = host.answer()
+    schema, rows = host.schema_and_rows()
+    assert ("aptos_builder", "founded_year", "smallint") in schema
+    drop = host.idle_override("drop", "    environment:\n      APTOS_MIGRATIONS: drop-column\n")
+    result = host.deploy("drop-column", compose=[drop])
+    record = assert_aborted_by(
+        host,
+        result,
+        "migration",
+        "suites/migration/test_migration.py::test_live_colour_works_on_the_migrated_copy",
+        before,
+    )
+    assert "breaks on the schema the new release migrates to" in (record.error or "")
+    assert "column aptos_builder.founded_year does not exist" in result.stdout
+    assert record.migration is not None
+    assert record.migration["applied"] == ["drop_column.0001_drop_builder_founded_year"]
+    assert {s.name: s.outcome for s in record.stages}["bring_up"] == "skipped"
+    # The real database: same schema, same rows; the scratch copy and its containers are gone.
+    assert host.schema_and_rows() == (schema, rows)
+    database = host.database()
+    names = [row[0] for row in database.query("postgres", "SELECT datname FROM pg_database")]
+    assert not [name for name in names if name.endswith("_rehearsal")]
+    assert (
+        "rehearsal"
+        not in containers_snapshot("bgdeploy")
+        + subprocess.run(
+            ["docker", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True
+        ).stdout
+    )
+
+
+def test_an_additive_migration_is_rehearsed_then_applied(host: DeployHost) -> None:
+    live, _ = host.answer()
+    add = host.idle_override("add-column", "    environment:\n      APTOS_MIGRATIONS: add-column\n")
+    result = host.deploy("add-column", compose=[add])
+    assert result.returncode == 0
+    record = host.last()
+    assert record.result == "deployed"
+    assert record.migration is not None
+    assert record.migration["applied"] == ["add_column.0001_add_builder_website"]
+    assert host.answer() == (other_colour(live), "add-column")
+    schema, _ = host.schema_and_rows()
+    assert ("aptos_builder", "website", "character varying") in schema
+
+
 def test_a_release_failing_after_the_switch_is_rolled_back(host: DeployHost) -> None:
     """Without load, the post-deploy suite is what catches it."""
     live, release = host.answer()
@@ -244,16 +378,19 @@ def test_a_release_failing_after_the_switch_is_rolled_back(host: DeployHost) -> 
 
 
 def test_errors_under_load_after_the_switch_roll_back_at_once(host: DeployHost) -> None:
-    """With load (the default), the failed requests during the switch window catch it first."""
+    """Errors that only concurrent users see: every gate passes, the switch under load fails."""
     live, release = host.answer()
-    broken = compose_override(
-        host.home, "public-errors", "    environment:\n      APTOS_FAULT: public-api-errors\n"
-    )
+    broken = host.idle_override("busy-errors", "    environment:\n      APTOS_FAULT: busy-errors\n")
     result = host.deploy("broken-under-load", compose=[broken])
     assert result.returncode != 0
     record = host.last()
     assert record.result == "rolled_back"
-    assert {s.name: s.outcome for s in record.stages}["switch"] == "failed"
+    outcomes = {s.name: s.outcome for s in record.stages}
+    assert (outcomes["migration"], outcomes["gates"], outcomes["switch"]) == (
+        "passed",
+        "passed",
+        "failed",
+    )
     assert "under load: " in (record.error or "")
     assert "requests failed (budget 0)" in (record.error or "")
     assert record.load is not None
@@ -304,7 +441,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(host: DeployHost) -> None:
     idle = other_colour(host.live())
     assert f"deploy to {idle}" in result.stdout
     assert f"{idle.upper()}_RELEASE=r9" in result.stdout
-    assert "8. retire" in result.stdout
+    assert "10. retire" in result.stdout
     assert tree_snapshot(state_dir) == files
     assert containers_snapshot("bgdeploy") == containers
 
