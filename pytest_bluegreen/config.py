@@ -78,6 +78,10 @@ class StackConfig:
     # a runtime-API switch only). Its containers are stopped, never removed.
     drain_timeout_s: float = 30.0
     retire_delay_s: float = 0.0
+    # After the post-deploy suite, the new colour is watched this long, the old one still
+    # running: a container that stops, restarts or turns unhealthy, or a server HAProxy takes
+    # out, rolls back at once (a release that crashes seconds after the switch).
+    bake_s: float = 5.0
     # Load across the switch (Locust, through the public URL): users (0: no load), requests per
     # second per user, seconds of load before and after the switch, and the budgets it is
     # judged by: failed requests, and p99 in the second after the switch minus p99 before it.
@@ -209,6 +213,7 @@ _FIELD_TYPES: Final[dict[str, type]] = {
     "postdeploy_suite": str,
     "drain_timeout_s": float,
     "retire_delay_s": float,
+    "bake_s": float,
     "webhooks": list,
     "webhook_style": str,
     "load_users": int,
@@ -227,7 +232,7 @@ _FIELD_TYPES: Final[dict[str, type]] = {
     "latency_p99_budget_ms": float,
     "latency_margin_ms": float,
 }
-_NON_NEGATIVE: Final = ("retire_delay_s", "load_users", "load_failure_budget")
+_NON_NEGATIVE: Final = ("retire_delay_s", "load_users", "load_failure_budget", "bake_s")
 _CHOICES: Final[dict[str, tuple[str, ...]]] = {"webhook_style": ("json", "slack")}
 
 

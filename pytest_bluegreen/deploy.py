@@ -40,6 +40,7 @@ STAGES: Final = (
     "gates",
     "switch",
     "verify",
+    "bake",
     "retire",
 )
 
@@ -333,6 +334,43 @@ class Deployment:
             )
         if problems:
             raise DeployError("under load: " + "; ".join(problems))
+
+    def bake(self) -> None:
+        """Watch the new colour for ``bake_s`` before the old one goes: a failure rolls back.
+
+        Caught here: a container that stops, restarts (Docker's restart count) or turns
+        unhealthy, and a server HAProxy no longer sees UP.
+        """
+        to, seconds = self.to_colour, self.config.bake_s
+        if seconds == 0:
+            return
+        services = self.config.services_of(to)
+        ids = {service: self.stack.container_ids(service) for service in services}
+        restarts = {i: self.stack.engine.state(i).restarts for c in ids.values() for i in c}
+        deadline = self.clock() + seconds
+        while True:
+            problems = [
+                f"{s.backend}/{s.server} is {s.status} in HAProxy"
+                for s in self.stack.router.not_ready(to)
+            ]
+            for service, containers in ids.items():
+                for container in containers:
+                    state = self.stack.engine.state(container)
+                    if state.restarts > restarts[container]:
+                        problems.append(f"{service} restarted ({state.describe()})")
+                    elif not state.ready:
+                        problems.append(f"{service} is {state.describe()}")
+            if problems:
+                logs = "".join(
+                    f"\n{service}: {self.stack.engine.logs(containers[0], tail=10)}"
+                    for service, containers in ids.items()
+                    if containers and any(service in p for p in problems)
+                )
+                raise DeployError(f"{to} failed while baking: {'; '.join(problems)}{logs}")
+            if self.clock() >= deadline:
+                break
+            time.sleep(0.5)
+        self.say("bake", f"{to} stayed up and healthy for {seconds:g}s")
 
     def retire(self) -> None:
         """Drain the old colour, then stop it (now, or after the configured delay)."""

@@ -48,6 +48,12 @@ def test_switch(bluegreen_deployment: Deployment, bluegreen_stage_tracker: Stage
     bluegreen_deployment.switch(gates_passed=bluegreen_stage_tracker.gates_passed())
 
 
+@pytest.mark.bluegreen_stage("bake")
+def test_bake(bluegreen_deployment: Deployment) -> None:
+    """The new colour stays up, healthy and UP for a while, with the old one still running."""
+    bluegreen_deployment.bake()
+
+
 @pytest.mark.bluegreen_stage("retire")
 def test_retire(bluegreen_deployment: Deployment) -> None:
     """The old colour drained, then stopped; its containers are kept for a fast rollback."""

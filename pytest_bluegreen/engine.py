@@ -20,6 +20,7 @@ class ContainerState:
     status: str  # created, running, exited, ...
     health: str | None  # starting, healthy, unhealthy; None without a healthcheck
     exit_code: int
+    restarts: int = 0  # Docker's RestartCount: how often its restart policy brought it back
 
     @property
     def ready(self) -> bool:
@@ -65,6 +66,7 @@ class DockerEngine:
             status=state["Status"],
             health=health["Status"] if health else None,
             exit_code=int(state.get("ExitCode", 0)),
+            restarts=int(attrs.get("RestartCount", 0)),
         )
 
     def logs(self, container_id: str, tail: int = 50) -> str:

@@ -80,6 +80,8 @@ def plan(config: StackConfig, release: str) -> str:
             else ""
         ),
         "verify": f"{config.postdeploy_suite} against {config.public_url}",
+        "bake": f"watch {to} for {config.bake_s:g}s (containers, health, HAProxy); the old "
+        "colour still runs",
         "retire": f"drain {live}, stop {' '.join(config.services_of(live))}" if live else "none",
     }
     lines = [f"plan for release {release} (dry run: nothing changed)"]

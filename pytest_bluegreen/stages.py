@@ -156,9 +156,15 @@ class StageTracker:
         self.write(f"!! {self.error}")
 
     def pytest_keyboard_interrupt(self) -> None:
-        self.error = self.error or "interrupted (SIGINT or SIGTERM)"
+        """SIGINT or SIGTERM: the running stage fails, said on screen and in the record."""
+        interrupted = self.failed_stage is None
         self.failed_stage = self.failed_stage or self.current_stage or "prerequisites"
         self.verdict_at = self.verdict_at or time.monotonic()
+        if interrupted:
+            self.error = f"stage {self.failed_stage} interrupted (SIGINT or SIGTERM)"
+            self.write(f"!! {self.error}")
+            if self.deployment is not None and not self.deployment.concluded:
+                self._record(self.deployment, self.failed_stage)
 
     # -- the end -------------------------------------------------------------------------------
 

@@ -186,7 +186,7 @@ def test_two_deploys_in_a_row(host: DeployHost) -> None:
     assert host.answer() == ("green", "r1")
     assert [stage.name for stage in record.stages] == [
         "prerequisites", "colours", "backup", "build", "migration", "bring_up", "gates", "switch",
-        "verify", "retire",
+        "verify", "bake", "retire",
     ]  # fmt: skip
     assert all(stage.outcome == "passed" for stage in record.stages), record.stages
     assert record.switch is not None
@@ -441,7 +441,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(host: DeployHost) -> None:
     idle = other_colour(host.live())
     assert f"deploy to {idle}" in result.stdout
     assert f"{idle.upper()}_RELEASE=r9" in result.stdout
-    assert "10. retire" in result.stdout
+    assert "11. retire" in result.stdout
     assert tree_snapshot(state_dir) == files
     assert containers_snapshot("bgdeploy") == containers
 

@@ -93,15 +93,15 @@ def test_items_run_in_stage_order(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=5)
     result.stdout.fnmatch_lines(
         [
-            "== stage 1/10: prerequisites",
+            "== stage 1/11: prerequisites",
             "*::test_prerequisites PASSED*",
-            "== stage 7/10: gates",
+            "== stage 7/11: gates",
             "*::test_gate PASSED*",
-            "== stage 8/10: switch",
+            "== stage 8/11: switch",
             "*::test_switch PASSED*",
-            "== stage 9/10: verify",
+            "== stage 9/11: verify",
             "*::test_verify PASSED*",
-            "== stage 10/10: retire",
+            "== stage 11/11: retire",
             "*::test_retire PASSED*",
         ]
     )

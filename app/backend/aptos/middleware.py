@@ -2,6 +2,8 @@
 
 import fcntl
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 
@@ -34,6 +36,8 @@ class FaultInjectionMiddleware:
     - ``public-api-errors``: the same, only for traffic through the public frontend (HAProxy's
       ``X-Bluegreen-Route: public``), so the release passes gates on the preview route.
     - ``slow:<ms>``: every API request waits that long first.
+    - ``crash-after:<s>``: the server shuts down that many seconds after its first request
+      through the public frontend (a release that dies some seconds after the switch).
     - ``busy-errors``: an API request that arrives while another one is in progress (in any
       worker) answers 503, and each holds 20 ms: one client at a time never sees an error, a
       few concurrent users soon do (errors only under load).
@@ -51,12 +55,19 @@ class FaultInjectionMiddleware:
         self.public_only = fault == "public-api-errors"
         self.busy_errors = fault == "busy-errors"
         self.delay_s = 0.0
+        self.crash_after_s: float | None = None
         if fault.startswith("slow:"):
             self.delay_s = int(fault.removeprefix("slow:")) / 1000
+        elif fault.startswith("crash-after:"):
+            self.crash_after_s = float(fault.removeprefix("crash-after:"))
         elif fault and not (self.errors or self.busy_errors):
             raise ImproperlyConfigured(f"unknown APTOS_FAULT {fault!r}")
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if self.crash_after_s is not None and request.headers.get("X-Bluegreen-Route") == "public":
+            # Gunicorn's master is PID 1: SIGINT is its quick shutdown, and the container exits.
+            threading.Timer(self.crash_after_s, os.kill, (1, signal.SIGINT)).start()
+            self.crash_after_s = None
         path = request.path
         if path.startswith("/api/v1/") and path.rstrip("/") != self.HEALTH_PATH:
             if self.delay_s:
