@@ -1,0 +1,289 @@
+"""A real stack to break, users' traffic through it, and what a user checks afterwards.
+
+The scenarios run on Compose project ``bgscen`` (loopback ports 58xxx, its own state and
+secrets). Each runs ``pytest --bg-deploy`` as a user would, in its own process, while Locust
+plays the users on the public URL for the whole scenario.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import requests
+
+from pytest_bluegreen.backup import DatabaseBackup
+from pytest_bluegreen.colours import Colour, other_colour
+from pytest_bluegreen.config import StackConfig, load_config
+from pytest_bluegreen.load import LoadRun
+from pytest_bluegreen.lock import DeployLock
+from pytest_bluegreen.record import DeployRecord, RecordStore
+from pytest_bluegreen.stack import Stack
+
+REPO = Path(__file__).resolve().parents[1]
+BASE_COMPOSE = REPO / "docker-compose.blue-green.yml"
+PROJECT = "bgscen"
+PORTS = {
+    "PUBLIC_BIND": "127.0.0.1",
+    "PUBLIC_HTTP_PORT": "58080",
+    "PUBLIC_HTTPS_PORT": "58443",
+    "PREVIEW_BLUE_PORT": "58441",
+    "PREVIEW_GREEN_PORT": "58442",
+    "STATS_PORT": "58404",
+}
+# Every scenario's data is compared by these: rows and an md5 of every row, in id order.
+DATA_SQL = """
+SELECT 'aptos_builder', count(*), md5(coalesce(string_agg(b::text, '|' ORDER BY b.id), ''))
+  FROM aptos_builder b
+UNION ALL
+SELECT 'aptos_apartment', count(*), md5(coalesce(string_agg(a::text, '|' ORDER BY a.id), ''))
+  FROM aptos_apartment a
+"""
+
+
+def settings_text(home: Path, webhook: str) -> str:
+    files = [str(BASE_COMPOSE)]
+    return (
+        f'project_name = "{PROJECT}"\n'
+        f'state_dir = "{home / "state"}"\n'
+        f'env_file = "{home / "scen.env"}"\n'
+        f"compose_files = {files!r}\n".replace("'", '"')
+        + f'webhooks = ["{webhook}"]\n'
+        # 2 shared cores: p99 of a one-second window is noise (see bench/); 0 failures holds.
+        + "load_p99_budget_ms = 2000\n"
+    )
+
+
+class Webhook:
+    """A local receiver for the deploys' notifications: every payload, as text."""
+
+    def __init__(self) -> None:
+        received: list[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                received.append(self.rfile.read(length).decode("utf-8", "replace"))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self.received = received
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@dataclass
+class Deploy:
+    """A deploy process: its output so far, and actions to run when a line appears."""
+
+    proc: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+    _reader: threading.Thread | None = None
+
+    def start_reading(self, triggers: list[tuple[str, Callable[[], None]]]) -> None:
+        pending = list(triggers)
+
+        def read() -> None:
+            assert self.proc.stdout is not None
+            for line in self.proc.stdout:
+                self.lines.append(line)
+                for marker, action in list(pending):
+                    if marker in line:
+                        pending.remove((marker, action))
+                        action()
+
+        self._reader = threading.Thread(target=read, daemon=True)
+        self._reader.start()
+
+    def wait(self, timeout_s: float = 600) -> str:
+        try:
+            self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self._reader is not None:
+            self._reader.join(timeout=30)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        return "".join(self.lines)
+
+
+@dataclass
+class ScenarioHost:
+    """The stack under test and the user's view of it."""
+
+    home: Path
+    stack: Stack
+    notes: dict[str, str] = field(default_factory=dict)  # what an action saw
+    outputs: list[str] = field(default_factory=list)  # every deploy's terminal output
+
+    @property
+    def config(self) -> StackConfig:
+        return self.stack.config
+
+    @property
+    def settings(self) -> Path:
+        return self.home / "bluegreen.toml"
+
+    def settings_with(self, name: str, extra: str) -> Path:
+        path = self.home / f"{name}.toml"
+        path.write_text(self.settings.read_text() + extra + "\n")
+        return path
+
+    def argv(
+        self, *args: str, compose: list[Path] | None = None, settings: Path | None = None
+    ) -> list[str]:
+        argv = [sys.executable, "-m", "pytest", f"--rootdir={REPO}"]
+        argv += [f"--bg-config={settings or self.settings}", "-p", "no:cacheprovider"]
+        for path in [BASE_COMPOSE, *compose] if compose else []:
+            argv += [f"--bg-compose-file={path}"]
+        return [*argv, *args]
+
+    def start_deploy(
+        self, release: str, compose: list[Path] | None = None, settings: Path | None = None
+    ) -> Deploy:
+        report = self.home / "reports" / f"{release}.html"
+        argv = self.argv(
+            "--bg-deploy",
+            "--bg-release",
+            release,
+            f"--html={report}",
+            "--self-contained-html",
+            compose=compose,
+            settings=settings,
+        )
+        proc = subprocess.Popen(
+            argv,
+            cwd=REPO,
+            env={**os.environ, **PORTS},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        return Deploy(proc)
+
+    def idle(self) -> Colour:
+        return other_colour(self.stack.router.active_colour())
+
+    def release_override(self, name: str, backend_yaml: str) -> Path:
+        """A Compose file that makes the idle colour's backend the broken release."""
+        path = self.home / f"{name}.yml"
+        path.write_text(f"services:\n  backend-{self.idle()}:\n{backend_yaml}")
+        return path
+
+    def answer(self, wait_s: float = 30) -> tuple[str, str]:
+        """(colour, release) the public URL serves (waiting a little for a fault to heal)."""
+        deadline = time.monotonic() + wait_s
+        with requests.Session() as session:
+            session.trust_env = False
+            while True:
+                try:
+                    response = session.get(
+                        self.config.public_url + "/api/v1/health",
+                        verify=str(self.config.ca_file),
+                        timeout=10,
+                    )
+                    if response.status_code == 200 or time.monotonic() > deadline:
+                        break
+                except requests.ConnectionError:
+                    if time.monotonic() > deadline:
+                        raise
+                time.sleep(0.5)
+        response.raise_for_status()
+        body = response.json()
+        return body["colour"], body["release"]
+
+    def last_record(self) -> DeployRecord:
+        record = RecordStore(self.config.state_dir).last()
+        assert record is not None
+        return record
+
+    def data(self) -> list[tuple[str, ...]]:
+        """Rows and a checksum of every row of the app's tables."""
+        (db,) = self.stack.container_ids(self.config.db_service)
+        env = self.config.environment
+        database = DatabaseBackup(db, env["POSTGRES_DB"], env["POSTGRES_USER"], self.home)
+        return database.query(database.database, DATA_SQL)
+
+    def leftovers(self) -> list[str]:
+        """Containers and networks of the project that no service owns (one-offs, rehearsal)."""
+        oneoff = '{{.Names}} {{.Label "com.docker.compose.oneoff"}}'
+        out = subprocess.run(
+            ["docker", "ps", "-a", "--format", oneoff], capture_output=True, text=True, check=True
+        ).stdout
+        found = [
+            line.split()[0]
+            for line in out.splitlines()
+            if line.startswith(f"{PROJECT}") and (line.endswith("True") or "rehearsal" in line)
+        ]
+        networks = subprocess.run(
+            ["docker", "network", "ls", "--format", "{{.Name}}"],
+            capture_output=True, text=True, check=True,
+        ).stdout.split()  # fmt: skip
+        declared = {f"{PROJECT}_aptos-blue", f"{PROJECT}_aptos-green", f"{PROJECT}_aptos-db"}
+        found += [n for n in networks if n.startswith(f"{PROJECT}_") and n not in declared]
+        return found
+
+    def lock_free(self) -> bool:
+        return DeployLock(self.config.lock_file).running() is None
+
+
+def make_host(home: Path, webhook: str) -> ScenarioHost:
+    (home / "bluegreen.toml").write_text(settings_text(home, webhook))
+    config = load_config(REPO, home / "bluegreen.toml", environ={**os.environ, **PORTS})
+    return ScenarioHost(home, Stack(config, progress=lambda m: print(f"[stack] {m}")))
+
+
+@dataclass
+class Users:
+    """Locust users on the public URL for a whole scenario: every request they made."""
+
+    host: ScenarioHost
+    users: int = 2
+    max_seconds: float = 240
+    _run: LoadRun | None = None
+
+    def __enter__(self) -> Users:
+        cfg = self.host.config
+        self._run = LoadRun(
+            cfg.public_url,
+            self.host.home / "users",
+            cfg.ca_file,
+            users=self.users,
+            user_rps=4,
+            paths=("/api/v1/aptos/", "/"),
+            max_seconds=self.max_seconds,
+        )
+        self._run.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._run is not None
+        time.sleep(1)  # requests after the scenario's end count too
+        self._run.stop()
+
+    @property
+    def requests(self) -> int:
+        assert self._run is not None
+        return len(self._run.samples())
+
+    @property
+    def failed(self) -> int:
+        assert self._run is not None
+        return sum(not s.ok for s in self._run.samples())
