@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -9,7 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from scenarios.harness import ScenarioHost, Webhook, make_host
+from scenarios.harness import REPO, ScenarioHost, Webhook, make_host
+
+
+def write_summary(rows: list[dict[str, object]], path: Path) -> None:
+    """The scenarios that passed, their results and the users' requests, as JSON and a table."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows, indent=2) + "\n")
+    print(f"\nscenarios survived: {len(rows)} (written to {path})")
+    for row in rows:
+        print(
+            f"  {row['scenario']:24} {row['result']:12} users: {row['user_requests_failed']} "
+            f"of {row['user_requests']} requests failed, rows lost: {row['rows_lost']}"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -31,5 +44,6 @@ def host(webhook: Webhook) -> Iterator[ScenarioHost]:
     assert first.proc.returncode == 0, output[-4000:]
     host.outputs.append(output)
     yield host
+    write_summary(host.survived, REPO / "reports" / "scenarios.json")
     host.stack.down(volumes=True)
     shutil.rmtree(home, ignore_errors=True)

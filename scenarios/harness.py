@@ -131,6 +131,7 @@ class ScenarioHost:
     stack: Stack
     notes: dict[str, str] = field(default_factory=dict)  # what an action saw
     outputs: list[str] = field(default_factory=list)  # every deploy's terminal output
+    survived: list[dict[str, object]] = field(default_factory=list)  # one row per scenario
 
     @property
     def config(self) -> StackConfig:
