@@ -275,7 +275,7 @@ class Deployment:
             switched_at = time.time()
             self.switched = True
             if load is not None:
-                time.sleep(self.config.load_window_s)
+                self._watch_new_colour(load, switched_at)
         finally:
             if load is not None:
                 load.stop()
@@ -307,6 +307,19 @@ class Deployment:
         )
         load.start()
         return load
+
+    def _watch_new_colour(self, load: LoadRun, switched_at: float) -> None:
+        """The load window after the switch, cut short by the first failures over budget.
+
+        Every request that fails here is a user's: the verdict, and the rollback, come at once
+        instead of at the end of the window.
+        """
+        deadline = time.monotonic() + self.config.load_window_s
+        while time.monotonic() < deadline:
+            failed = sum(1 for s in load.samples() if s.t >= switched_at and not s.ok)
+            if failed > self.config.load_failure_budget:
+                return
+            time.sleep(0.1)
 
     def _judge_load(self, load: LoadFigures) -> None:
         """Failed requests and the p99 overhead of the switch, against their budgets."""
