@@ -116,6 +116,7 @@ LIBRARY: tuple[Scenario, ...] = (
         "gates",
         "over the latency budget",
         _env(APTOS_FAULT="slow:300"),
+        settings="latency_rounds = 5",  # 300 ms a request: a few rounds show it
     ),
     Scenario(
         "errors-under-load",

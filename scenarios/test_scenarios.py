@@ -78,6 +78,11 @@ def test_scenario(host: ScenarioHost, scenario: Scenario) -> None:
         else:
             assert deploy.proc.returncode != 0
             assert host.answer() == (live, release)
+            idle = host.config.services_of(record.to_colour or host.idle())
+            assert host.stack.running_services(idle) == []  # stopped, kept for their logs
+        if record.result == "rolled_back":
+            assert record.rollback_s is not None
+            assert record.rollback_s < 1.0  # from the failed verdict to the old colour serving
 
     assert users.requests > 0
     if not scenario.users_may_fail:

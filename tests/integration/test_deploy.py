@@ -229,26 +229,6 @@ def test_the_backup_restores_and_its_checksum_matches(host: DeployHost) -> None:
     assert sum(record.backup["row_counts"].values()) > 0
 
 
-def test_a_release_that_never_gets_healthy_is_aborted(host: DeployHost) -> None:
-    live, release = host.answer()
-    broken = compose_override(
-        host.home,
-        "never-healthy",
-        '    healthcheck:\n      test: ["CMD", "false"]\n      interval: 1s\n'
-        "      retries: 2\n      start_period: 0s\n",
-    )
-    result = host.deploy("broken-health", compose=[broken])
-    assert result.returncode != 0
-    record = host.last()
-    assert record.result == "aborted"
-    assert record.release == "broken-health"
-    assert "unhealthy" in (record.error or "")
-    assert host.answer() == (live, release)
-    idle = other_colour(live)
-    services = host.stack.config.services_of(idle)
-    assert host.stack.running_services(services) == []  # stopped; containers kept for their logs
-
-
 def assert_aborted_by(
     host: DeployHost,
     result: subprocess.CompletedProcess[str],
@@ -266,39 +246,14 @@ def assert_aborted_by(
     return record
 
 
-@pytest.mark.parametrize(
-    ("release", "service_yaml", "caught_by", "message"),
-    [
-        pytest.param(
-            "api-errors",
-            "    environment:\n      APTOS_FAULT: api-errors\n",
-            "suites/smoke/test_smoke.py::test_page[/-",
-            "/: HTTP 502",  # the frontend's page, from its colour's failing API
-            id="API 500s while health is green: smoke",
-        ),
-        pytest.param(
-            "runs-as-root",
-            '    user: "0:0"\n',
-            "suites/infra/test_infra.py::test_no_process_runs_as_root[backend]",
-            "runs as root (uid 0)",
-            id="a process running as root: infra",
-        ),
-        pytest.param(
-            "slow-api",
-            "    environment:\n      APTOS_FAULT: slow:300\n",
-            "suites/latency/test_latency.py::test_new_colour_within_budget",
-            "over the latency budget",
-            id="a slow endpoint: latency",
-        ),
-    ],
-)
-def test_a_broken_release_is_stopped_by_its_gate(
-    host: DeployHost, release: str, service_yaml: str, caught_by: str, message: str
-) -> None:
+def test_a_release_running_as_root_is_stopped_by_the_infra_gate(host: DeployHost) -> None:
+    """The other gates' broken releases are scenarios (scenarios/library.py)."""
     before = host.answer()
-    result = host.deploy(release, compose=[host.idle_override(release, service_yaml)])
-    record = assert_aborted_by(host, result, "gates", caught_by, before)
-    assert message in (record.error or "")
+    root = host.idle_override("runs-as-root", '    user: "0:0"\n')
+    result = host.deploy("runs-as-root", compose=[root])
+    test = "suites/infra/test_infra.py::test_no_process_runs_as_root[backend]"
+    record = assert_aborted_by(host, result, "gates", test, before)
+    assert "runs as root (uid 0)" in (record.error or "")
     idle = other_colour(host.live())
     assert host.stack.running_services(host.stack.config.services_of(idle)) == []
 
@@ -375,29 +330,6 @@ def test_a_release_failing_after_the_switch_is_rolled_back(host: DeployHost) -> 
     assert host.live() == live
     services = host.stack.config.services_of(other_colour(live))
     assert host.stack.running_services(services) == []
-
-
-def test_errors_under_load_after_the_switch_roll_back_at_once(host: DeployHost) -> None:
-    """Errors that only concurrent users see: every gate passes, the switch under load fails."""
-    live, release = host.answer()
-    broken = host.idle_override("busy-errors", "    environment:\n      APTOS_FAULT: busy-errors\n")
-    result = host.deploy("broken-under-load", compose=[broken])
-    assert result.returncode != 0
-    record = host.last()
-    assert record.result == "rolled_back"
-    outcomes = {s.name: s.outcome for s in record.stages}
-    assert (outcomes["migration"], outcomes["gates"], outcomes["switch"]) == (
-        "passed",
-        "passed",
-        "failed",
-    )
-    assert "under load: " in (record.error or "")
-    assert "requests failed (budget 0)" in (record.error or "")
-    assert record.load is not None
-    assert record.load["before"]["failures"] == 0  # the live colour never failed
-    assert record.rollback_s is not None
-    assert record.rollback_s < 1.0
-    assert host.answer() == (live, release)
 
 
 def test_a_second_deploy_is_refused_while_one_runs(host: DeployHost) -> None:
