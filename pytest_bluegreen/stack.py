@@ -18,6 +18,7 @@ from pytest_bluegreen.compose import Compose, detect_compose_command
 from pytest_bluegreen.config import LB_STATE_IN_CONTAINER, StackConfig
 from pytest_bluegreen.engine import DockerEngine
 from pytest_bluegreen.errors import BluegreenError, StackError
+from pytest_bluegreen.probe import check_colour_serves
 from pytest_bluegreen.router import HAProxyRouter, RuntimeAPI, read_map_file, write_map_file
 from pytest_bluegreen.tls import ensure_certificate
 
@@ -156,15 +157,33 @@ class Stack:
     def revive(self, colour: Colour) -> None:
         """Make ``colour`` ready for traffic again (a retired colour, for a rollback).
 
-        Its kept containers are started when HAProxy sees it down; then healthy and UP.
+        Its kept containers are started when Docker has any of them stopped: HAProxy alone is
+        no witness, as it still sees a just-stopped server UP until ``fall`` checks have failed.
+        Then every container healthy, every server UP, and the colour answering on its preview.
         """
-        if not self.router.not_ready(colour):
-            return
         services = list(self.config.services_of(colour))
-        self.progress(f"starting the retired {colour} colour")
-        self.compose.start(services)
+        stopped = [s for s in services if not self.running_services([s])]
+        if not stopped and not self.router.not_ready(colour):
+            return
+        if stopped:
+            self.progress(f"starting the retired {colour} colour ({', '.join(stopped)})")
+            self.compose.start(stopped)
         self.wait_healthy(services, self.config.healthy_timeout_s)
         self.router.wait_ready(colour, timeout_s=30)
+        self._wait_serving(colour, timeout_s=30)
+
+    def _wait_serving(self, colour: Colour, timeout_s: float) -> None:
+        """Wait (bounded) until ``colour``'s preview answers every critical path from it."""
+        cfg = self.config
+        deadline = time.monotonic() + timeout_s
+        while problems := check_colour_serves(
+            cfg.preview_url(colour), cfg.critical_paths, colour, cfg.ca_file
+        ):
+            if time.monotonic() >= deadline:
+                raise StackError(
+                    f"{colour} does not serve after {timeout_s:.0f}s: {'; '.join(problems)}"
+                )
+            time.sleep(0.2)
 
     def migrate(self, colour: Colour, *, seed: bool = True) -> None:
         """Apply the schema (and the seed data) with ``colour``'s image."""
