@@ -77,7 +77,9 @@ class Compose:
         self.run("config", "--quiet", timeout=60)
 
     def build(self, services: Sequence[str]) -> None:
-        self.run("build", *services, timeout=1800)
+        # v1's classic builder keeps the container of a failed step unless told not to.
+        flags = ["--force-rm"] if self.command == ("docker-compose",) else []
+        self.run("build", *flags, *services, timeout=1800)
 
     def up(
         self, services: Sequence[str], *, no_deps: bool = True, force_recreate: bool = False

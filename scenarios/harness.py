@@ -222,16 +222,26 @@ class ScenarioHost:
         database = DatabaseBackup(db, env["POSTGRES_DB"], env["POSTGRES_USER"], self.home)
         return database.query(database.database, DATA_SQL)
 
-    def leftovers(self) -> list[str]:
-        """Containers and networks of the project that no service owns (one-offs, rehearsal)."""
-        oneoff = '{{.Names}} {{.Label "com.docker.compose.oneoff"}}'
+    def containers(self) -> dict[str, str]:
+        """Every container on the engine (any project, build steps too): id -> its labels."""
+        fmt = '{{.ID}} {{.Names}} {{.Label "com.docker.compose.project"}}'
+        fmt += ' {{.Label "com.docker.compose.oneoff"}}'
         out = subprocess.run(
-            ["docker", "ps", "-a", "--format", oneoff], capture_output=True, text=True, check=True
-        ).stdout
+            ["docker", "ps", "-a", "--no-trunc", "--format", fmt],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        return {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in out.splitlines()}
+
+    def leftovers(self, before: dict[str, str]) -> list[str]:
+        """What a deploy left behind: containers new since ``before`` that no service owns.
+
+        One-offs, the rehearsal's, a failed build step's; and networks of the project that no
+        Compose file declares.
+        """
         found = [
-            line.split()[0]
-            for line in out.splitlines()
-            if line.startswith(f"{PROJECT}") and (line.endswith("True") or "rehearsal" in line)
+            labels
+            for id_, labels in self.containers().items()
+            if id_ not in before and not labels.endswith(f" {PROJECT} False")
         ]
         networks = subprocess.run(
             ["docker", "network", "ls", "--format", "{{.Name}}"],

@@ -21,6 +21,7 @@ def test_scenario(host: ScenarioHost, scenario: Scenario) -> None:
         scenario.prepare(host)
     live, release = host.answer()
     data = host.data()
+    containers = host.containers()
     last_id = host.last_record().id
     fill = {"home": host.home, "idle": host.idle()}
     compose = None
@@ -88,7 +89,7 @@ def test_scenario(host: ScenarioHost, scenario: Scenario) -> None:
     if not scenario.users_may_fail:
         assert users.failed == 0, f"{users.failed} of {users.requests} user requests failed"
     assert host.data() == data
-    assert host.leftovers() == []
+    assert host.leftovers(containers) == []
     assert host.lock_free()
     host.survived.append(
         {

@@ -97,3 +97,11 @@ def test_one_off_containers_get_their_environment_as_flags() -> None:
         "run", "-d", "--no-deps", "--name", "shop-rehearsal-blue", "-e", "DB=x_copy",
         "backend-blue",
     ]  # fmt: skip
+
+
+def test_v1_build_removes_the_containers_of_failed_steps() -> None:
+    v1, v2 = Recorder(completed(0)), Recorder(completed(0))
+    make(v1, ("docker-compose",)).build(["backend-green"])
+    make(v2, ("docker", "compose")).build(["backend-green"])
+    assert v1.calls[0][0][-3:] == ["build", "--force-rm", "backend-green"]
+    assert v2.calls[0][0][-2:] == ["build", "backend-green"]
