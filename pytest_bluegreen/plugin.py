@@ -180,6 +180,12 @@ def _deployment(request: pytest.FixtureRequest) -> Deployment | None:
     return deployment
 
 
+def _config(request: pytest.FixtureRequest) -> StackConfig:
+    """The session's settings, loaded once by ``bluegreen_config`` and only when needed."""
+    config: StackConfig = request.getfixturevalue("bluegreen_config")
+    return config
+
+
 def _recorded_live(config: StackConfig) -> Colour | None:
     """Outside a deploy: the live colour as recorded, else as HAProxy serves it."""
     live = load_state(config.state_file).live
@@ -218,7 +224,7 @@ def bluegreen_target(
         return Target(
             url.rstrip("/"), bluegreen_colour, bluegreen_release, ca_file, DESIGN_CRITICAL_PATHS
         )
-    cfg = _load(request.config)
+    cfg = _config(request)
     ca_file = cfg.ca_file if cfg.ca_file.is_file() else None
     return Target(cfg.public_url, bluegreen_colour, bluegreen_release, ca_file, cfg.critical_paths)
 
@@ -232,7 +238,7 @@ def bluegreen_colour(request: pytest.FixtureRequest) -> Colour | None:
     expected: Colour | None = request.config.getoption("bg_expect_colour")
     if expected is not None or request.config.getoption("bg_target"):
         return expected
-    return _recorded_live(_load(request.config))
+    return _recorded_live(_config(request))
 
 
 @pytest.fixture(scope="session")
@@ -245,7 +251,7 @@ def bluegreen_release(
         return deployment.release
     release: str | None = request.config.getoption("bg_expect_release")
     if release is None and bluegreen_colour and not request.config.getoption("bg_target"):
-        release = load_state(_load(request.config).state_file).releases.get(bluegreen_colour)
+        release = load_state(_config(request).state_file).releases.get(bluegreen_colour)
     return release
 
 
@@ -255,7 +261,7 @@ def bluegreen_live_colour(request: pytest.FixtureRequest) -> Colour | None:
     deployment = _deployment(request)
     if deployment is not None:
         return deployment.to_colour if deployment.switched else deployment.from_colour
-    return _recorded_live(_load(request.config))
+    return _recorded_live(_config(request))
 
 
 @pytest.fixture
@@ -264,7 +270,7 @@ def bluegreen_idle_url(request: pytest.FixtureRequest) -> str:
     deployment = _deployment(request)
     if deployment is not None:
         return deployment.config.preview_url(deployment.to_colour)
-    cfg = _load(request.config)
+    cfg = _config(request)
     live = _recorded_live(cfg)
     if live is None:
         raise pytest.UsageError("bluegreen: no live colour recorded, so no idle colour either")
@@ -272,10 +278,10 @@ def bluegreen_idle_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def bluegreen_live_url(pytestconfig: pytest.Config) -> str:
+def bluegreen_live_url(request: pytest.FixtureRequest) -> str:
     """The public URL, which serves the live colour: ``--bg-target`` or the stack's."""
-    url = pytestconfig.getoption("bg_target")
-    return str(url).rstrip("/") if url else _load(pytestconfig).public_url
+    url = request.config.getoption("bg_target")
+    return str(url).rstrip("/") if url else _config(request).public_url
 
 
 @pytest.fixture(scope="session")
@@ -285,7 +291,7 @@ def bluegreen_stack(request: pytest.FixtureRequest) -> Stack:
     if deployment is not None:
         return deployment.stack
     try:
-        return Stack(_load(request.config))
+        return Stack(_config(request))
     except BluegreenError as exc:
         raise pytest.UsageError(f"bluegreen: {exc}") from None
 
