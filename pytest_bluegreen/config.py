@@ -116,6 +116,10 @@ class StackConfig:
     # Notifications: webhook URLs receive start, success, failure and rollback.
     webhooks: tuple[str, ...] = ()
     webhook_style: str = "json"
+    # Metrics (Prometheus text format) after every deploy: a file for node_exporter's textfile
+    # collector (default <state_dir>/metrics/bluegreen.prom), and a push to a Pushgateway if set.
+    metrics_file: Path | None = None
+    pushgateway_url: str = ""
     env: Mapping[str, str] = field(default_factory=dict)
     # The settings file these came from, for a detached helper process to read them again.
     config_file: Path | None = None
@@ -151,6 +155,11 @@ class StackConfig:
     def ca_file(self) -> Path:
         """The stack's self-signed certificate, for clients to verify HTTPS against."""
         return self.tls_dir / "ca.pem"
+
+    @property
+    def metrics_path(self) -> Path:
+        """The textfile for node_exporter: ``metrics_file``, else under the state folder."""
+        return self.metrics_file or self.state_dir / "metrics" / "bluegreen.prom"
 
     @property
     def admin_socket(self) -> Path:
@@ -216,6 +225,8 @@ _FIELD_TYPES: Final[dict[str, type]] = {
     "bake_s": float,
     "webhooks": list,
     "webhook_style": str,
+    "metrics_file": str,
+    "pushgateway_url": str,
     "load_users": int,
     "load_user_rps": float,
     "load_window_s": float,
@@ -269,6 +280,7 @@ def load_config(
     state_dir = _under(project_dir, values.pop("state_dir", ".bluegreen"))
     backup_dir = _under(project_dir, values.pop("backup_dir", str(state_dir / "backups")))
     env_file = _under(project_dir, values.pop("env_file", ".env"))
+    metrics_file = values.pop("metrics_file", None)
     env = dict(os.environ if environ is None else environ)
     return StackConfig(
         project_dir=project_dir,
@@ -276,6 +288,7 @@ def load_config(
         state_dir=state_dir,
         backup_dir=backup_dir,
         env_file=env_file,
+        metrics_file=_under(project_dir, metrics_file) if metrics_file else None,
         env=env,
         config_file=source,
         **values,
@@ -335,7 +348,7 @@ def _validate(table: dict[str, Any]) -> dict[str, Any]:
                 isinstance(item, str) and item for item in value
             ):
                 raise ConfigError(f"bluegreen.{key} must be a non-empty list of strings")
-            if key == "webhooks" and not all(u.startswith(("http://", "https://")) for u in value):
+            if key == "webhooks" and not all(_is_http_url(u) for u in value):
                 raise ConfigError(f"bluegreen.{key}: every URL must start with http:// or https://")
             if key in ("colour_services", "router_backends") and not all(
                 "{colour}" in item for item in value
@@ -348,10 +361,16 @@ def _validate(table: dict[str, Any]) -> dict[str, Any]:
             value = value if key == "compose_files" else tuple(value)
         if expected in (float, int) and (value < 0 or (value == 0 and key not in _NON_NEGATIVE)):
             raise ConfigError(f"bluegreen.{key} must be positive, not {value!r}")
+        if key == "pushgateway_url" and value and not _is_http_url(value):
+            raise ConfigError(f"bluegreen.{key} must start with http:// or https://")
         if key in _CHOICES and value not in _CHOICES[key]:
             raise ConfigError(f"bluegreen.{key} must be one of {', '.join(_CHOICES[key])}")
         values[key] = value
     return values
+
+
+def _is_http_url(value: str) -> bool:
+    return value.startswith(("http://", "https://"))
 
 
 def read_env_file(path: Path) -> dict[str, str]:

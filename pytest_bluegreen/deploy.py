@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
+from pytest_bluegreen import metrics
 from pytest_bluegreen.backup import DatabaseBackup
 from pytest_bluegreen.colours import Colour, other_colour
 from pytest_bluegreen.config import StackConfig
@@ -466,6 +467,8 @@ class Deployment:
         finally:
             self.records.save(self.record)
             self.events.emit("deploy.end", result=self.record.result, error=self.record.error)
+            for problem in metrics.publish(self.config, self.record):
+                self.say("metrics.failed", f"metrics not published: {problem}", level="warning")
             outcome = self.record.result
             kinds: dict[str, NotificationKind] = {"deployed": "success", "rolled_back": "rollback"}
             self.notifier_send(kinds.get(outcome, "failure"))

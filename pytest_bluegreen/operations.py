@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from pytest_bluegreen import metrics
 from pytest_bluegreen.colours import COLOURS, Colour, other_colour
 from pytest_bluegreen.compose import detect_compose_command
 from pytest_bluegreen.config import StackConfig
@@ -122,6 +123,8 @@ def rollback(config: StackConfig, progress: Progress) -> str:
         save_state(config.state_file, state)
         record.finish("rolled_back")
         RecordStore(config.state_dir).save(record)
+        for problem in metrics.publish(config, record):
+            progress(f"warning: metrics not published: {problem}")
         return (
             f"rolled back {live} -> {old} (release {record.release}) "
             f"in {record.rollback_s:.3f}s, verified"

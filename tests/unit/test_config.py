@@ -27,6 +27,8 @@ def test_defaults_without_settings(project: Path) -> None:
     assert config.admin_socket == project / ".bluegreen" / "lb" / "admin.sock"
     assert config.public_url == "https://localhost:443"
     assert config.preview_url("green") == "https://127.0.0.1:8442"
+    assert config.metrics_path == project / ".bluegreen" / "metrics" / "bluegreen.prom"
+    assert config.pushgateway_url == ""
 
 
 def test_pyproject_table_is_read(project: Path) -> None:
@@ -35,6 +37,13 @@ def test_pyproject_table_is_read(project: Path) -> None:
     assert config.project_name == "shop"
     assert config.healthy_timeout_s == 30.0
     assert config.state_dir == Path("/srv/bg")
+
+
+def test_metrics_settings_resolve_against_the_project(project: Path) -> None:
+    write_pyproject(project, 'metrics_file = "m/deploy.prom"\npushgateway_url = "http://gw:9091"')
+    config = load_config(project, environ={})
+    assert config.metrics_path == project / "m" / "deploy.prom"
+    assert config.pushgateway_url == "http://gw:9091"
 
 
 def test_bluegreen_toml_used_when_pyproject_has_no_table(project: Path) -> None:
@@ -58,6 +67,7 @@ def test_bluegreen_toml_used_when_pyproject_has_no_table(project: Path) -> None:
         ("rehearsal_paths = ['api/v1/health']", "bluegreen.rehearsal_paths: every path must start"),
         ("latency_margin_ms = -5", "bluegreen.latency_margin_ms must be positive"),
         ("migration_check_command = []", "bluegreen.migration_check_command must be a non-empty"),
+        ("pushgateway_url = 'gateway:9091'", "bluegreen.pushgateway_url must start with http://"),
     ],
 )
 def test_bad_settings_name_the_key(project: Path, body: str, message: str) -> None:

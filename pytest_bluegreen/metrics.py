@@ -1,0 +1,185 @@
+"""Deploy metrics in the Prometheus text format: a textfile for node_exporter, a Pushgateway push.
+
+Written after every deploy from its record and the history of records: what a dashboard plots
+(durations, each stage's seconds, requests and failures across the switch) and what an alert
+fires on (``bluegreen_deploy_success == 0``, a rise of ``bluegreen_rollbacks_total``). A metric
+that cannot be published is reported to the caller, never raised: the deploy matters more.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Final
+
+import requests
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from pytest_bluegreen.config import StackConfig
+from pytest_bluegreen.events import display_url
+from pytest_bluegreen.files import write_atomically
+from pytest_bluegreen.record import RESULTS, DeployRecord, RecordStore, parse_timestamp
+
+PUSH_JOB: Final = "bluegreen"
+
+
+class DeployCollector(Collector):
+    """The metrics of the latest deploy, and counts over every recorded one."""
+
+    def __init__(self, record: DeployRecord, history: Sequence[DeployRecord], project: str):
+        self.record = record
+        self.history = history
+        self.project = project
+
+    def collect(self) -> Iterable[Metric]:
+        record, project = self.record, self.project
+        labels = ["project"]
+        info = GaugeMetricFamily(
+            "bluegreen_deploy_info",
+            "The latest deploy: release, colours and result in labels, value 1.",
+            labels=[*labels, "deploy_id", "release", "from_colour", "to_colour", "result"],
+        )
+        info.add_metric(
+            [
+                project,
+                record.id,
+                record.release,
+                record.from_colour or "none",
+                record.to_colour or "none",
+                record.result,
+            ],
+            1,
+        )
+        yield info
+        yield _gauge(
+            "bluegreen_deploy_success",
+            "1 when the latest deploy was deployed, 0 when it aborted, rolled back or was cut.",
+            project,
+            1.0 if record.result == "deployed" else 0.0,
+        )
+        if record.duration_s is not None:
+            yield _gauge(
+                "bluegreen_deploy_duration_seconds",
+                "Wall time of the latest deploy.",
+                project,
+                record.duration_s,
+            )
+        if record.finished_at is not None:
+            yield _gauge(
+                "bluegreen_deploy_timestamp_seconds",
+                "When the latest deploy finished (Unix time).",
+                project,
+                parse_timestamp(record.finished_at).timestamp(),
+            )
+        stages = GaugeMetricFamily(
+            "bluegreen_stage_duration_seconds",
+            "Seconds each stage of the latest deploy took.",
+            labels=[*labels, "stage", "outcome"],
+        )
+        for stage in record.stages:
+            stages.add_metric([project, stage.name, stage.outcome], stage.duration_s)
+        yield stages
+        load = record.load or {}
+        total = load.get("total") or {}
+        if total:
+            yield _gauge(
+                "bluegreen_switch_requests",
+                "Requests sent through the public URL across the latest switch.",
+                project,
+                float(total.get("requests", 0)),
+            )
+            yield _gauge(
+                "bluegreen_switch_failed_requests",
+                "Requests that failed across the latest switch (the budget is 0).",
+                project,
+                float(total.get("failures", 0)),
+            )
+        overhead_ms = load.get("p99_overhead_ms")
+        if isinstance(overhead_ms, (int, float)) and math.isfinite(overhead_ms):
+            yield _gauge(
+                "bluegreen_switch_p99_overhead_seconds",
+                "p99 latency in the second after the switch minus p99 before it.",
+                project,
+                overhead_ms / 1000,
+            )
+        if record.rollback_s is not None:
+            yield _gauge(
+                "bluegreen_rollback_seconds",
+                "From the failed verdict to every new request on the old colour (latest deploy).",
+                project,
+                record.rollback_s,
+            )
+        counts = Counter(r.result for r in self.history)
+        deploys = CounterMetricFamily(
+            "bluegreen_deploys", "Deploys on record, by result.", labels=[*labels, "result"]
+        )
+        for result in RESULTS:
+            if result != "running":
+                deploys.add_metric([project, result], counts[result])
+        yield deploys
+        rollbacks = CounterMetricFamily(
+            "bluegreen_rollbacks", "Deploys on record that were rolled back.", labels=labels
+        )
+        rollbacks.add_metric([project], counts["rolled_back"])
+        yield rollbacks
+
+
+def _gauge(name: str, documentation: str, project: str, value: float) -> GaugeMetricFamily:
+    gauge = GaugeMetricFamily(name, documentation, labels=["project"])
+    gauge.add_metric([project], value)
+    return gauge
+
+
+def render(record: DeployRecord, history: Sequence[DeployRecord], project: str) -> str:
+    """The Prometheus text exposition of ``record`` (latest) and ``history`` (every deploy)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DeployCollector(record, history, project))
+    return generate_latest(registry).decode("utf-8")
+
+
+def write_textfile(path: Path, text: str) -> None:
+    """Atomically, as node_exporter's textfile collector asks (it must never read half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, text, mode=0o644)
+
+
+def push(url: str, text: str, project: str, timeout_s: float = 5.0) -> str | None:
+    """PUT ``text`` to a Pushgateway (grouped by job and project); None, or what went wrong."""
+    target = f"{url.rstrip('/')}/metrics/job/{PUSH_JOB}/project/{project}"
+    session = requests.Session()
+    session.trust_env = False  # a proxy meant for the internet must not reroute a local gateway
+    try:
+        with session:
+            response = session.put(
+                target,
+                data=text.encode("utf-8"),
+                headers={"Content-Type": "text/plain; version=0.0.4"},
+                timeout=timeout_s,
+            )
+    except requests.RequestException as exc:
+        return f"{type(exc).__name__}: {exc}"
+    if not 200 <= response.status_code < 300:
+        return f"HTTP {response.status_code}: {' '.join(response.text.split())[:200]}"
+    return None
+
+
+def publish(config: StackConfig, record: DeployRecord) -> list[str]:
+    """Write the textfile and push (when configured); the problems, [] when all went out."""
+    history = RecordStore(config.state_dir).history(limit=100_000)
+    if all(r.id != record.id for r in history):
+        history.append(record)
+    text = render(record, history, config.project_name)
+    problems = []
+    try:
+        write_textfile(config.metrics_path, text)
+    except OSError as exc:
+        problems.append(f"metrics file {config.metrics_path}: {exc.strerror or exc}")
+    if config.pushgateway_url:
+        problem = push(config.pushgateway_url, text, config.project_name)
+        if problem:
+            problems.append(f"push to {display_url(config.pushgateway_url)}: {problem}")
+    return problems
