@@ -21,8 +21,8 @@ from pytest_bluegreen.backup import DatabaseBackup
 from pytest_bluegreen.colours import Colour, other_colour
 from pytest_bluegreen.config import StackConfig
 from pytest_bluegreen.errors import BluegreenError, DeployError
-from pytest_bluegreen.events import EventLog, NotificationKind, Notifier
-from pytest_bluegreen.load import LoadFigures, LoadRun, figures
+from pytest_bluegreen.events import EventLog, NotificationKind, Notifier, redact
+from pytest_bluegreen.load import LoadFigures, LoadRun, figures, last_second
 from pytest_bluegreen.lock import DeployLock, LockHolder
 from pytest_bluegreen.probe import check_colour_serves
 from pytest_bluegreen.record import DeployRecord, RecordStore, new_deploy_id, utc_timestamp
@@ -55,12 +55,13 @@ class Deployment:
         release: str,
         progress: Progress = lambda message: None,
         clock: Callable[[], float] = time.monotonic,
+        deploy_id: str | None = None,
     ) -> None:
         self.config = config
         self.release = release
         self.progress = progress
         self.clock = clock
-        self.id = new_deploy_id()
+        self.id = deploy_id or new_deploy_id()
         self.started = clock()
         self.record = DeployRecord(id=self.id, release=release, from_colour=None, to_colour=None)
         self.record.started_at = utc_timestamp()
@@ -78,6 +79,8 @@ class Deployment:
         self.backup_file: Path | None = None
         self._rehearsal: MigrationRehearsal | None = None
         self.lb_running = False
+        self.load: LoadRun | None = None  # from the switch to the end of the deploy
+        self.switched_at: float | None = None  # epoch seconds
         self.brought_up = False
         self.switched = False
         self.concluded = False
@@ -268,18 +271,14 @@ class Deployment:
             self.switched = True
             save_state(self.config.state_file, self.state)
             return
-        load = self._start_load()
-        try:
-            if load is not None:
-                time.sleep(self.config.load_window_s)
-            result = self.stack.router.switch(to)
-            switched_at = time.time()
-            self.switched = True
-            if load is not None:
-                self._watch_new_colour(load, switched_at)
-        finally:
-            if load is not None:
-                load.stop()
+        load = self.load = self._start_load()
+        if load is not None:
+            self._watch_load(load, time.time() + self.config.load_window_s, "before the switch")
+        result = self.stack.router.switch(to)
+        self.switched_at = time.time()
+        self.switched = True
+        if load is not None:
+            self._watch_load(load, self.switched_at + self.config.load_window_s, "after the switch")
         self.record.switch = {
             k: round(v, 3) if isinstance(v, float) else v
             for k, v in dataclasses.asdict(result).items()
@@ -290,8 +289,8 @@ class Deployment:
         # deploy killed after its switch leaves HAProxy and the record apart, which is how the
         # next run knows to switch back.
         save_state(self.config.state_file, self.state)
-        if load is not None:
-            self._judge_load(figures(load.samples(), switched_at, result.from_colour))
+        if load is not None:  # it runs on through verify, bake and retire (or the rollback)
+            self._judge_load(figures(load.samples(), self.switched_at, result.from_colour))
 
     def _start_load(self) -> LoadRun | None:
         cfg = self.config
@@ -304,23 +303,53 @@ class Deployment:
             users=cfg.load_users,
             user_rps=cfg.load_user_rps,
             paths=cfg.load_paths,
-            max_seconds=2 * cfg.load_window_s + 60,
+            # The switch windows, then verify, bake and retire; it stops by itself at the latest.
+            max_seconds=2 * cfg.load_window_s + cfg.bake_s + cfg.drain_timeout_s + 120,
         )
         load.start()
         return load
 
-    def _watch_new_colour(self, load: LoadRun, switched_at: float) -> None:
-        """The load window after the switch, cut short by the first failures over budget.
+    def _watch_load(self, load: LoadRun, until: float, when: str) -> None:
+        """Load until ``until`` (epoch), a live line each second; after the switch, cut short.
 
-        Every request that fails here is a user's: the verdict, and the rollback, come at once
-        instead of at the end of the window.
+        Cut short by the first failures over budget: every request that fails after the switch
+        is a user's, so the verdict, and the rollback, come at once, not at the window's end.
         """
-        deadline = time.monotonic() + self.config.load_window_s
-        while time.monotonic() < deadline:
-            failed = sum(1 for s in load.samples() if s.t >= switched_at and not s.ok)
-            if failed > self.config.load_failure_budget:
-                return
+        next_line = time.time() + 1
+        while (now := time.time()) < until:
+            samples = load.samples()
+            if self.switched_at is not None:
+                failed = sum(1 for s in samples if s.t >= self.switched_at and not s.ok)
+                if failed > self.config.load_failure_budget:
+                    return
+            if now >= next_line:
+                second = last_second(samples, now)
+                self.progress(
+                    f"load {when}: {second.requests} req/s, {second.failures} failed, "
+                    f"p99 {second.p99_ms:.0f} ms"
+                )
+                next_line += 1
             time.sleep(0.1)
+
+    def _stop_load(self, rollback_at: float | None = None) -> None:
+        """Stop the load and record its figures over the whole run (switch to the end)."""
+        load, self.load = self.load, None
+        if load is None:
+            return
+        if rollback_at is not None:  # a moment of the old colour serving again, for the record
+            time.sleep(max(0.0, rollback_at + 1.0 - time.time()))
+        load.stop()
+        if self.switched_at is None or self.from_colour is None:
+            return
+        try:
+            self.record.load = figures(
+                load.samples(), self.switched_at, self.from_colour, rollback_at
+            ).to_dict()
+        except DeployError:
+            return
+        self.events.emit(
+            "load.final", **{k: v for k, v in self.record.load.items() if k != "series"}
+        )
 
     def _judge_load(self, load: LoadFigures) -> None:
         """Failed requests and the p99 overhead of the switch, against their budgets."""
@@ -353,7 +382,8 @@ class Deployment:
         """Watch the new colour for ``bake_s`` before the old one goes: a failure rolls back.
 
         Caught here: a container that stops, restarts (Docker's restart count) or turns
-        unhealthy, and a server HAProxy no longer sees UP.
+        unhealthy, a server HAProxy no longer sees UP, and failed requests of the load that
+        runs on since the switch.
         """
         to, seconds = self.to_colour, self.config.bake_s
         if seconds == 0:
@@ -367,6 +397,10 @@ class Deployment:
                 f"{s.backend}/{s.server} is {s.status} in HAProxy"
                 for s in self.stack.router.not_ready(to)
             ]
+            if self.load is not None and self.switched_at is not None:
+                failed = sum(1 for s in self.load.samples() if s.t >= self.switched_at and not s.ok)
+                if failed > self.config.load_failure_budget:
+                    problems.append(f"{failed} user requests failed since the switch")
             for service, containers in ids.items():
                 for container in containers:
                     state = self.stack.engine.state(container)
@@ -451,6 +485,7 @@ class Deployment:
         self._end_rehearsal()
         try:
             if failed_stage is None and error is None:
+                self._stop_load()
                 self.state.live, self.state.last_deploy = self.to_colour, self.id
                 save_state(self.config.state_file, self.state)
                 self.record.finish("deployed")
@@ -465,6 +500,7 @@ class Deployment:
             self.record.finish("rolled_back" if self.switched else "aborted", error=problem)
             raise
         finally:
+            self._stop_load()
             self.records.save(self.record)
             self.events.emit("deploy.end", result=self.record.result, error=self.record.error)
             for problem in metrics.publish(self.config, self.record):
@@ -482,6 +518,7 @@ class Deployment:
         services = list(self.config.services_of(self.to_colour))
         self.say("abort", f"stopping {', '.join(services)}; {self.from_colour} still serves")
         self.state.releases.pop(self.to_colour, None)
+        self._keep_logs(services)
         self.stack.compose.stop(services)
 
     def rollback(self, verdict_at: float) -> None:
@@ -495,6 +532,7 @@ class Deployment:
                 "the first deploy failed after its switch: there is no colour to roll back to"
             )
         self.stack.revive(old)
+        rollback_at = time.time()
         self.stack.router.switch(old)
         self.record.rollback_s = round(self.clock() - verdict_at, 3)
         problems = check_colour_serves(
@@ -503,15 +541,27 @@ class Deployment:
         if problems:
             raise DeployError(f"rolled back to {old}, but it does not serve: {'; '.join(problems)}")
         self.record.rollback_verified_s = round(self.clock() - verdict_at, 3)
+        self._stop_load(rollback_at)
         self.state.live = old
         self.state.releases.pop(self.to_colour, None)  # never a rollback target
         save_state(self.config.state_file, self.state)
-        self.stack.compose.stop(list(self.config.services_of(self.to_colour)))
+        failed = list(self.config.services_of(self.to_colour))
+        self._keep_logs(failed)
+        self.stack.compose.stop(failed)
         self.say(
             "rollback",
             f"rolled back to {old} in {self.record.rollback_s:.3f}s, verified after "
             f"{self.record.rollback_verified_s:.3f}s",
         )
+
+    def _keep_logs(self, services: list[str], lines: int = 60) -> None:
+        """The last lines of the failed colour's services, secrets masked, for the report."""
+        logs: dict[str, Any] = {}
+        for service in services:
+            for container in self.stack.container_ids(service):
+                text = self.stack.engine.logs(container, tail=lines)
+                logs[service] = redact(text, self.secrets)
+        self.record.logs = logs
 
     def notifier_send(self, kind: NotificationKind) -> None:
         for failure in self.notifier.notify(kind, self.record):

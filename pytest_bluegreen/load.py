@@ -66,6 +66,10 @@ class LoadFigures:
     old_colour_after_switch: int  # requests started after the switch, answered by the old colour
     series: list[dict[str, float]]  # per second: t (from start), requests, failures, p50, p99
     switch_at_s: float  # seconds from the first request
+    rollback_at_s: float | None = None  # seconds from the first request, when rolled back
+    # After a rollback: from the rollback command to the start of the last request that the
+    # old colour did not answer (0 when every request after it was the old colour's).
+    back_on_old_ms: float | None = None
 
     @property
     def p99_overhead_ms(self) -> float:
@@ -77,14 +81,25 @@ class LoadFigures:
         return data
 
 
-def figures(samples: list[Sample], switch_at: float, old_colour: str) -> LoadFigures:
+def figures(
+    samples: list[Sample], switch_at: float, old_colour: str, rollback_at: float | None = None
+) -> LoadFigures:
+    """Split the samples at the switch (epoch seconds); ``after`` ends at a rollback."""
     samples = sorted(samples, key=lambda s: s.t)
     if not samples:
         raise DeployError("the load generator recorded no request")
     start = samples[0].t
+    end = math.inf if rollback_at is None else rollback_at
     before = [s for s in samples if s.t < switch_at]
-    first = [s for s in samples if switch_at <= s.t < switch_at + 1]
-    after = [s for s in samples if s.t >= switch_at + 1]
+    first = [s for s in samples if switch_at <= s.t < min(switch_at + 1, end)]
+    after = [s for s in samples if switch_at + 1 <= s.t < end]
+    switched = [s for s in samples if switch_at <= s.t < end]
+    back_on_old_ms = None
+    if rollback_at is not None:
+        stragglers = [s.t for s in samples if s.t >= rollback_at and s.colour != old_colour]
+        back_on_old_ms = round(
+            max(0.0, max(stragglers, default=rollback_at) - rollback_at) * 1000, 3
+        )
     series = []
     for second in range(int(samples[-1].t - start) + 1):
         bucket = [s for s in samples if start + second <= s.t < start + second + 1]
@@ -103,12 +118,17 @@ def figures(samples: list[Sample], switch_at: float, old_colour: str) -> LoadFig
         first_second=Window.of(first),
         after=Window.of(after),
         total=Window.of(samples),
-        old_colour_after_switch=sum(
-            1 for s in samples if s.t >= switch_at and s.colour == old_colour
-        ),
+        old_colour_after_switch=sum(1 for s in switched if s.colour == old_colour),
         series=series,
         switch_at_s=round(switch_at - start, 3),
+        rollback_at_s=None if rollback_at is None else round(rollback_at - start, 3),
+        back_on_old_ms=back_on_old_ms,
     )
+
+
+def last_second(samples: list[Sample], now: float) -> Window:
+    """Requests that started in the second before ``now``: the live line of the terminal."""
+    return Window.of([s for s in samples if now - 1 <= s.t < now])
 
 
 class LoadRun:

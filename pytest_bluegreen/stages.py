@@ -65,6 +65,7 @@ class StageTracker:
         self.error: str | None = None
         self.verdict_at: float | None = None
         self.current_stage: str | None = None
+        self.stage_started = time.monotonic()
         self.write: Callable[[str], None] = print
 
     # -- collection ----------------------------------------------------------------------------
@@ -101,8 +102,29 @@ class StageTracker:
     def pytest_runtest_logstart(self, nodeid: str) -> None:
         stage = self.stage_of.get(nodeid)
         if stage and stage != self.current_stage:
+            self._stage_ended()
             self.current_stage = stage
+            self.stage_started = time.monotonic()
             self.write(f"== stage {STAGES.index(stage) + 1}/{len(STAGES)}: {stage}")
+
+    def progress(self, message: str) -> None:
+        """A deploy's progress line, with the stage it belongs to and the seconds it has run."""
+        if self.current_stage is None:
+            self.write(f"   {message}")
+            return
+        elapsed = time.monotonic() - self.stage_started
+        self.write(f"   [{self.current_stage} {elapsed:5.1f}s] {message}")
+
+    def _stage_ended(self) -> None:
+        stage = self.current_stage
+        if stage is None or self.failed_stage not in (None, stage):
+            return  # none yet, or one skipped after an earlier stage failed
+        counts = self.outcomes[stage]
+        outcome = "failed" if self.failed_stage == stage else "passed"
+        if outcome == "passed" and not counts["passed"]:
+            outcome = "skipped"
+        elapsed = time.monotonic() - self.stage_started
+        self.write(f"-- stage {stage} {outcome} in {elapsed:.1f}s")
 
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         if self.failed_stage is not None:
@@ -177,6 +199,7 @@ class StageTracker:
             return
         if self.failed_stage is None and self.outcomes["retire"]["passed"] == 0:
             self.failed_stage, self.error = "retire", "the deploy did not run all its stages"
+        self._stage_ended()
         self.deployment.conclude(self.failed_stage, self.error, self.verdict_at)
         record = self.deployment.record
         self.write(

@@ -45,3 +45,26 @@ def test_figures_split_at_the_switch() -> None:
 def test_no_sample_is_an_error() -> None:
     with pytest.raises(DeployError, match="recorded no request"):
         figures([], 0.0, "blue")
+
+
+def test_a_rollback_ends_the_after_window_and_is_timed_back_on_the_old_colour() -> None:
+    start, switch_at, rollback_at = 1000.0, 1002.0, 1004.0
+    samples = [Sample(start + i / 10, 5.0, True, "blue") for i in range(20)]  # before
+    samples += [Sample(switch_at + i / 10, 7.0, i % 5 != 0, "green") for i in range(20)]
+    samples.append(Sample(rollback_at + 0.05, 9.0, True, "green"))  # in flight at the rollback
+    samples += [Sample(rollback_at + 0.1 + i / 10, 5.0, True, "blue") for i in range(10)]
+    result = figures(samples, switch_at, old_colour="blue", rollback_at=rollback_at)
+    assert result.after.requests == 10  # 1003.0-1004.0: ends at the rollback
+    assert result.first_second.requests == 10
+    assert result.old_colour_after_switch == 0  # the old colour's answers after the rollback
+    assert result.total.requests == 51
+    assert result.total.failures == 4
+    assert result.rollback_at_s == 4.0
+    assert result.back_on_old_ms == 50.0
+
+
+def test_without_a_rollback_there_is_no_rollback_timing() -> None:
+    samples = [Sample(1000.0 + i / 10, 5.0, True, "blue") for i in range(20)]
+    result = figures(samples, 1001.0, old_colour="green")
+    assert result.rollback_at_s is None
+    assert result.back_on_old_ms is None
