@@ -17,13 +17,14 @@ from typing import Any
 
 import pytest
 
-from pytest_bluegreen import operations
+from pytest_bluegreen import operations, report
 from pytest_bluegreen.colours import COLOURS, Colour, other_colour
 from pytest_bluegreen.config import DESIGN_CRITICAL_PATHS, StackConfig, load_config
 from pytest_bluegreen.deploy import STAGES, Deployment
 from pytest_bluegreen.errors import BluegreenError
 from pytest_bluegreen.hosts import container_host, service_name
 from pytest_bluegreen.probe import Target
+from pytest_bluegreen.record import new_deploy_id
 from pytest_bluegreen.rehearsal import MigrationRehearsal, ScratchDatabase
 from pytest_bluegreen.stack import Stack, router_for
 from pytest_bluegreen.stages import STAGE_KEY, StageTracker, terminal_writer
@@ -107,6 +108,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     return 0
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-html and junitxml read their paths
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
@@ -135,14 +137,63 @@ def pytest_configure(config: pytest.Config) -> None:
         *(str(stack_config.project_dir / suite) for suite in suites),
         *explicit,
     ]
+    deploy_id = new_deploy_id()
+    reports = _default_reports(config, stack_config, deploy_id)
+
+    def make_deployment() -> Deployment:
+        deployment = Deployment(
+            stack_config, release, progress=tracker.progress, deploy_id=deploy_id
+        )
+        deployment.record.reports = reports
+        return deployment
+
     tracker = StageTracker(
-        stack_config.project_dir / stack_config.postdeploy_suite,
-        lambda: Deployment(stack_config, release, progress=tracker.write),
+        stack_config.project_dir / stack_config.postdeploy_suite, make_deployment
     )
     tracker.write = terminal_writer(config)
     config.stash[TRACKER_KEY] = tracker
     config.pluginmanager.register(tracker, "bluegreen-stages")
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+
+
+def _default_reports(config: pytest.Config, stack: StackConfig, deploy_id: str) -> dict[str, str]:
+    """Every deploy leaves an HTML report and a JUnit file: under the state folder by default."""
+    defaults = report.report_paths(stack, deploy_id)
+    written = {}
+    if config.pluginmanager.hasplugin("html"):
+        if not config.option.htmlpath:
+            config.option.htmlpath = str(defaults["html"])
+            config.option.self_contained_html = True
+        written["html"] = str(Path(config.option.htmlpath).resolve())
+    if not getattr(config.option, "xmlpath", None):
+        config.option.xmlpath = str(defaults["junit"])
+    written["junit"] = str(Path(config.option.xmlpath).resolve())
+    return written
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_html_results_summary(
+    prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session
+) -> None:
+    """The deploy's sections on top of pytest-html's report."""
+    tracker = session.config.stash.get(TRACKER_KEY, None)
+    deployment = tracker.deployment if tracker else None
+    if deployment is not None:
+        secrets = report.secret_values(deployment.config, deployment.secrets)
+        prefix.extend(report.sections(deployment.record, deployment.config, secrets))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Mask the stack's secrets in the written reports, whatever a test printed into them."""
+    tracker = config.stash.get(TRACKER_KEY, None)
+    deployment = tracker.deployment if tracker else None
+    paths = [getattr(config.option, option, None) for option in ("htmlpath", "xmlpath")]
+    if deployment is None or not any(paths):
+        return
+    secrets = report.secret_values(deployment.config, deployment.secrets)
+    for path in paths:
+        if path:
+            report.redact_file(Path(path), secrets)
 
 
 def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:

@@ -105,6 +105,9 @@ class DeployRecord:
     rollback_s: float | None = None  # failed verdict -> old colour serving every new request
     rollback_verified_s: float | None = None
     error: str | None = None
+    # The last lines of each service of a colour that failed (aborted or rolled back from).
+    logs: dict[str, Any] | None = None
+    reports: dict[str, Any] | None = None  # the session's HTML report and JUnit file, if any
     pid: int = field(default_factory=os.getpid)
     hostname: str = field(default_factory=socket.gethostname)
 
@@ -173,6 +176,8 @@ class DeployRecord:
             rollback_s=read.optional_number("rollback_s"),
             rollback_verified_s=read.optional_number("rollback_verified_s"),
             error=read.get("error", "a string or null", _is_str_or_none, None),
+            logs=read.optional_object("logs"),
+            reports=read.optional_object("reports"),
             pid=read.get("pid", "an integer", _is_int),
             hostname=read.text("hostname"),
         )
