@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -253,6 +254,31 @@ class ScenarioHost:
 
     def lock_free(self) -> bool:
         return DeployLock(self.config.lock_file).running() is None
+
+
+class ReportReader(HTMLParser):
+    """What a person reads in a deploy's HTML report: its sections, fields and chart marks."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.sections: list[str] = []
+        self.fields: dict[str, str] = {}
+        self.marks: dict[str, list[dict[str, str]]] = {}  # chart marks by class, their data-*
+        self._field: str | None = None
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {name: value or "" for name, value in attrs}
+        if tag == "h2" and values.get("id", "").startswith("bluegreen-"):
+            self.sections.append(values["id"].removeprefix("bluegreen-"))
+        self._field = values.get("data-field") if tag == "td" else None
+        if tag in ("rect", "line", "polyline") and "class" in values:
+            data = {k.removeprefix("data-"): v for k, v in values.items() if k.startswith("data-")}
+            self.marks.setdefault(values["class"], []).append(data)
+
+    def handle_data(self, data: str) -> None:
+        if self._field:
+            self.fields[self._field] = self.fields.get(self._field, "") + data
 
 
 def make_host(home: Path, webhook: str) -> ScenarioHost:

@@ -8,10 +8,14 @@ person reads.
 
 from __future__ import annotations
 
-import pytest
+import xml.etree.ElementTree as ET
+from pathlib import Path
 
-from pytest_bluegreen.record import RecordStore
-from scenarios.harness import ScenarioHost, Users
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from pytest_bluegreen.record import DeployRecord, RecordStore
+from scenarios.harness import ReportReader, ScenarioHost, Users
 from scenarios.library import LIBRARY, Scenario
 
 
@@ -63,6 +67,7 @@ def test_scenario(host: ScenarioHost, scenario: Scenario) -> None:
         result = record.result
         assert host.last_record().result == "deployed"
         assert host.answer() == (host.last_record().to_colour, f"scn-{scenario.name}-next")
+        check_report_and_metrics(host, host.last_record())
     else:
         record = host.last_record()
         assert record.release == f"scn-{scenario.name}"
@@ -84,6 +89,7 @@ def test_scenario(host: ScenarioHost, scenario: Scenario) -> None:
         if record.result == "rolled_back":
             assert record.rollback_s is not None
             assert record.rollback_s < 1.0  # from the failed verdict to the old colour serving
+        check_report_and_metrics(host, record)
 
     assert users.requests > 0
     if not scenario.users_may_fail:
@@ -104,3 +110,52 @@ def test_scenario(host: ScenarioHost, scenario: Scenario) -> None:
     if scenario.name == "two-at-once":
         assert host.notes["second_rc"] != "0"
         assert "another deploy is running on this stack" in host.notes["second"]
+
+
+def check_report_and_metrics(host: ScenarioHost, record: DeployRecord) -> None:
+    """The deploy's HTML report, JUnit file and metrics say what its record says."""
+    assert record.reports is not None
+    html = Path(record.reports["html"])
+    assert html == host.home / "reports" / f"{record.release}.html"
+    report = ReportReader(html.read_text(encoding="utf-8"))
+    assert {"summary", "timeline", "load", "backup", "environment"} <= set(report.sections)
+    assert report.fields["result"] == record.result
+    assert report.fields["release"] == record.release
+    assert report.fields["total time"] == f"{record.duration_s:.3f} s"
+    drawn = [(mark["stage"], mark["outcome"]) for mark in report.marks["stage"]]
+    assert drawn == [(stage.name, stage.outcome) for stage in record.stages]
+    if record.backup:
+        assert report.fields["sha256"] == record.backup["sha256"]
+    if record.load:  # the chart is drawn from this deploy's own series
+        series = record.load["series"]
+        assert [float(m["value"]) for m in report.marks["requests"]] == [
+            row["requests"] for row in series
+        ]
+        assert [float(m["value"]) for m in report.marks["failures"]] == [
+            row["failures"] for row in series
+        ]
+        assert float(report.marks["switch"][0]["t"]) == pytest.approx(record.load["switch_at_s"])
+    if record.result == "rolled_back":
+        assert report.fields["rollback time"] == f"{record.rollback_s:.3f} s"
+        if record.load and record.load.get("rollback_at_s") is not None:
+            assert float(report.marks["rollback"][0]["t"]) == pytest.approx(
+                record.load["rollback_at_s"]
+            )
+    if record.result in ("aborted", "rolled_back") and record.logs:
+        assert "logs" in report.sections
+    junit = ET.parse(record.reports["junit"]).getroot()
+    assert junit.find("testsuite") is not None
+    metrics = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(host.config.metrics_path.read_text())
+        for sample in family.samples
+    }
+    info = [
+        dict(labels)
+        for (name, labels), value in metrics.items()
+        if name == "bluegreen_deploy_info" and value == 1
+    ]
+    assert [(i["deploy_id"], i["result"]) for i in info] == [(record.id, record.result)]
+    project = (("project", host.config.project_name),)
+    assert metrics[("bluegreen_deploy_duration_seconds", project)] == record.duration_s
+    assert metrics[("bluegreen_deploy_success", project)] == float(record.result == "deployed")

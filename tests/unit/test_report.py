@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,7 @@ from pytest_bluegreen import report
 from pytest_bluegreen.chart import load_chart, stage_timeline
 from pytest_bluegreen.config import StackConfig, load_config
 from pytest_bluegreen.record import DeployRecord
+from scenarios.harness import ReportReader
 
 SVG = "{http://www.w3.org/2000/svg}"
 SERIES = [
@@ -59,26 +59,6 @@ def test_the_timeline_places_stages_one_after_the_other() -> None:
     ]
     assert [float(b.get("data-start", "")) for b in bars] == [0.0, 1.0]
     assert float(bars[1].get("width", "")) == pytest.approx(3 * float(bars[0].get("width", "")))
-
-
-class Sections(HTMLParser):
-    """Ids of the sections and the text of every table cell, by its field name."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.ids: list[str] = []
-        self.fields: dict[str, str] = {}
-        self._field: str | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = dict(attrs)
-        if tag == "h2" and values.get("id"):
-            self.ids.append(str(values["id"]))
-        self._field = values.get("data-field") if tag == "td" else None
-
-    def handle_data(self, data: str) -> None:
-        if self._field:
-            self.fields[self._field] = self.fields.get(self._field, "") + data
 
 
 @pytest.fixture
@@ -132,16 +112,15 @@ def rolled_back() -> DeployRecord:
 def test_sections_carry_the_records_own_numbers(stack: StackConfig) -> None:
     record = rolled_back()
     (html,) = report.sections(record, stack, report.secret_values(stack))
-    parsed = Sections()
-    parsed.feed(html)
-    assert parsed.ids == [
-        "bluegreen-summary",
-        "bluegreen-timeline",
-        "bluegreen-load",
-        "bluegreen-switch",
-        "bluegreen-backup",
-        "bluegreen-logs",
-        "bluegreen-environment",
+    parsed = ReportReader(html)
+    assert parsed.sections == [
+        "summary",
+        "timeline",
+        "load",
+        "switch",
+        "backup",
+        "logs",
+        "environment",
     ]
     fields = parsed.fields
     assert fields["release"] == "r42"
@@ -163,8 +142,7 @@ def test_no_secret_survives_in_the_sections(stack: StackConfig) -> None:
     (html,) = report.sections(rolled_back(), stack, report.secret_values(stack))
     for secret in ("hunter2-very-secret", "dj-0123456789", "tok3n-in-path"):
         assert secret not in html
-    parsed = Sections()
-    parsed.feed(html)
+    parsed = ReportReader(html)
     assert parsed.fields["POSTGRES_PASSWORD"] == "***"
     assert parsed.fields["POSTGRES_USER"] == "aptos_user"
     assert parsed.fields["webhooks"] == "('https://hooks.example/***',)"
