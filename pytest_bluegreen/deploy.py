@@ -250,7 +250,9 @@ class Deployment:
         to = self.to_colour
         services = list(self.config.services_of(to))
         self.say("bring_up", f"migrating, then starting {', '.join(services)} at {self.release}")
+        start = self.clock()
         self.stack.migrate(to, seed=self.from_colour is None)
+        migrated = self.clock()
         self.stack.compose.up(services, force_recreate=True)
         self.stack.wait_healthy(services, self.config.healthy_timeout_s)
         if not self.lb_running:
@@ -259,7 +261,12 @@ class Deployment:
             self.stack.start([self.config.loadbalancer_service])
             self.lb_running = True
         self.stack.router.wait_ready(to, timeout_s=60)
-        self.say("bring_up.healthy", f"{to} at {self.release} is healthy and UP in HAProxy")
+        self.say(
+            "bring_up.healthy",
+            f"{to} at {self.release} is healthy and UP in HAProxy",
+            migrate_s=round(migrated - start, 3),
+            start_to_healthy_s=round(self.clock() - migrated, 3),  # the app's own start-up
+        )
 
     def switch(self, gates_passed: int) -> None:
         """Move new requests to the new colour through the runtime API, under load."""

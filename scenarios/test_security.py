@@ -72,7 +72,8 @@ def test_no_secret_in_logs_records_reports_or_notifications(
         logs = subprocess.run(["docker", "logs", container], capture_output=True, text=True)
         places[f"docker logs {container}"] = logs.stdout + logs.stderr
     assert webhook.received, "no notification was sent"
-    assert any(name.endswith(".html") for name in places), "no report was written"
+    for suffix in (".html", ".xml", ".prom"):  # reports, JUnit files, metrics
+        assert any(name.endswith(suffix) for name in places), f"no {suffix} file was written"
     assert any("deploy.log.jsonl" in name for name in places)
     leaks = [
         f"{key} in {name}" for name, text in places.items() for key, value in secrets.items()

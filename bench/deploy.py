@@ -1,0 +1,230 @@
+"""Where a deploy's wall time goes, beside the design document's fixed waits.
+
+Runs real deploys of the reference stack (Compose project ``bgbenchdeploy``, loopback ports
+47xxx, its own state and secrets): a first deploy, then ``--deploys`` blue-green switches, each
+``pytest --bg-deploy`` in its own process as a user runs it. Each deploy's wall time is split,
+from its record and event log, into:
+
+- app start-up: the new colour's containers from ``up`` to healthy in Docker and UP in HAProxy;
+- migrations: the release's migrations on the real database;
+- suites: the migration rehearsal, the gates and the post-deploy suite;
+- configured waits: the load windows before and after the switch, and the bake;
+- backup and image build: work a user asked for, timed apart;
+- framework overhead: everything else (pytest start-up and collection, prerequisites, colours,
+  the load generator's start, the switch itself, drain and stop of the old colour, records and
+  reports): what the tool costs beyond the work.
+
+The design document's ``deploy.sh`` waits a fixed 30 s + 5 s + 30 s = 65 s per deploy, before any
+work. Medians over the switches; a table on the terminal and ``bench/results/deploy.json``.
+
+    BASE_IMAGE=bluegreen-base:bookworm .venv/bin/python bench/deploy.py [--deploys 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Final
+
+REPO: Final = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pytest_bluegreen.config import StackConfig, load_config  # noqa: E402
+from pytest_bluegreen.record import DeployRecord, RecordStore  # noqa: E402
+from pytest_bluegreen.stack import Stack  # noqa: E402
+
+PROJECT: Final = "bgbenchdeploy"
+PORTS: Final = {
+    "PUBLIC_BIND": "127.0.0.1",
+    "PUBLIC_HTTP_PORT": "47080",
+    "PUBLIC_HTTPS_PORT": "47443",
+    "PREVIEW_BLUE_PORT": "47441",
+    "PREVIEW_GREEN_PORT": "47442",
+    "STATS_PORT": "47404",
+}
+DESIGN_FIXED_WAITS_S: Final = 30 + 5 + 30  # the design document's deploy.sh sleeps
+COLUMNS: Final = (
+    "wall_s",
+    "app_start_s",
+    "migrations_s",
+    "suites_s",
+    "configured_waits_s",
+    "backup_s",
+    "build_s",
+    "framework_overhead_s",
+)
+
+
+def settings(home: Path) -> Path:
+    path = home / "bluegreen.toml"
+    path.write_text(
+        f'project_name = "{PROJECT}"\n'
+        f'state_dir = "{home / "state"}"\n'
+        f'env_file = "{home / "bench.env"}"\n'
+        # The p99 of one second on 2 shared cores is noise (see bench/switch.py for the switch's
+        # own cost); this bench times the deploy, it does not judge it.
+        "load_p99_budget_ms = 2000\n"
+    )
+    return path
+
+
+def deploy(config_file: Path, release: str) -> tuple[float, str]:
+    """One ``pytest --bg-deploy`` as a user runs it; its wall time and output."""
+    argv = [sys.executable, "-m", "pytest", f"--rootdir={REPO}", f"--bg-config={config_file}"]
+    argv += ["-p", "no:cacheprovider", "-q", "--bg-deploy", "--bg-release", release]
+    start = time.monotonic()
+    result = subprocess.run(
+        argv,
+        cwd=REPO,
+        env={**os.environ, **PORTS},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    wall = time.monotonic() - start
+    if result.returncode != 0:
+        raise SystemExit(
+            f"deploy {release} failed (exit {result.returncode}):\n{result.stdout[-4000:]}"
+        )
+    return wall, result.stdout
+
+
+def events_of(config: StackConfig, deploy_id: str) -> dict[str, dict[str, Any]]:
+    """The deploy's events by name (the last of each)."""
+    found: dict[str, dict[str, Any]] = {}
+    for line in config.log_file.read_text(encoding="utf-8").splitlines():
+        event = json.loads(line)
+        if event.get("deploy_id") == deploy_id:
+            found[event["event"]] = event
+    return found
+
+
+def split(record: DeployRecord, wall_s: float, config: StackConfig) -> dict[str, float]:
+    """One deploy's wall time, by where it went (see the module's docstring)."""
+    stage = {s.name: s.duration_s for s in record.stages}
+    healthy = events_of(config, record.id).get("bring_up.healthy", {})
+    app_start = float(healthy.get("start_to_healthy_s", 0.0))
+    migrations = float(healthy.get("migrate_s", 0.0))
+    suites = stage.get("migration", 0.0) + stage.get("gates", 0.0) + stage.get("verify", 0.0)
+    waits = 2 * config.load_window_s + config.bake_s
+    row = {
+        "wall_s": wall_s,
+        "app_start_s": app_start,
+        "migrations_s": migrations,
+        "suites_s": suites,
+        "configured_waits_s": waits,
+        "backup_s": stage.get("backup", 0.0),
+        "build_s": stage.get("build", 0.0),
+    }
+    accounted = sum(v for k, v in row.items() if k != "wall_s")
+    row["framework_overhead_s"] = wall_s - accounted
+    row["stages"] = stage  # type: ignore[assignment]
+    return row
+
+
+def machine() -> dict[str, Any]:
+    haproxy = subprocess.run(
+        ["docker", "run", "--rm", "--entrypoint", "haproxy", f"{PROJECT}_loadbalancer", "-v"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.splitlines()
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        ),
+        "python": platform.python_version(),
+        "haproxy": haproxy[0] if haproxy else "?",
+        "commit": commit,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def table(rows: list[dict[str, Any]], medians: dict[str, float]) -> str:
+    header = f"{'deploy':12}" + "".join(f"{c.removesuffix('_s'):>20}" for c in COLUMNS)
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        lines.append(f"{row['release']:12}" + "".join(f"{row[c]:20.2f}" for c in COLUMNS))
+    lines.append(f"{'median':12}" + "".join(f"{medians[c]:20.2f}" for c in COLUMNS))
+    lines.append(
+        f"{'design':12}{'fixed waits alone: ' + str(DESIGN_FIXED_WAITS_S) + ' s per deploy':>40}"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--deploys", type=int, default=3, help="blue-green switches to time")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "deploy.json")
+    parser.add_argument("--keep", action="store_true", help="leave the stack running")
+    args = parser.parse_args(argv)
+    home = Path(tempfile.mkdtemp(prefix="bgbenchdeploy-"))
+    config_file = settings(home)
+    config = load_config(REPO, config_file, environ={**os.environ, **PORTS})
+    stack = Stack(config)
+    rows: list[dict[str, Any]] = []
+    started = time.monotonic()
+    try:
+        stack.down(volumes=True)
+        print("first deploy (empty host) ...", flush=True)
+        deploy(config_file, "bench-initial")
+        store = RecordStore(config.state_dir)
+        for number in range(1, args.deploys + 1):
+            release = f"bench-{number}"
+            wall, _ = deploy(config_file, release)
+            record = store.last()
+            if record is None or record.release != release:
+                raise SystemExit(f"no record of deploy {release} in {config.state_dir}")
+            row = {"release": release, "deploy_id": record.id, **split(record, wall, config)}
+            rows.append(row)
+            print(
+                f"{release}: {wall:.1f} s, overhead {row['framework_overhead_s']:.2f} s", flush=True
+            )
+        info = machine()
+    finally:
+        if not args.keep:
+            stack.down(volumes=True)
+        shutil.rmtree(home, ignore_errors=True)
+    medians = {c: round(statistics.median(r[c] for r in rows), 3) for c in COLUMNS}
+    result = {
+        "benchmark": "deploy",
+        "machine": info,
+        "deploys": rows,
+        "medians": medians,
+        "design_fixed_waits_s": DESIGN_FIXED_WAITS_S,
+        "goal_framework_overhead_s": 5.0,
+        "framework_overhead_met": medians["framework_overhead_s"] < 5.0,
+        "run_s": round(time.monotonic() - started, 1),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(table(rows, medians))
+    print(f"written to {args.out}; run took {result['run_s']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
