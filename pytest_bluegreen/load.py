@@ -7,6 +7,8 @@ report; and which colour answered requests that started after the switch.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import math
 import os
@@ -21,6 +23,7 @@ from typing import Any
 from pytest_bluegreen.errors import DeployError
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +134,15 @@ def last_second(samples: list[Sample], now: float) -> Window:
     return Window.of([s for s in samples if now - 1 <= s.t < now])
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the deploy dies, even by SIGKILL (Linux's PR_SET_PDEATHSIG).
+
+    Without it, a killed deploy's load generator would go on until its time limit.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class LoadRun:
     """A bounded Locust run against ``url`` (it stops by itself after ``max_seconds``)."""
 
@@ -170,7 +182,12 @@ class LoadRun:
         argv += ["--loglevel", "WARNING"]
         with open(self.log.with_suffix(".out"), "wb") as output:  # Locust's own messages
             self._proc = subprocess.Popen(
-                argv, env=env, stdin=subprocess.DEVNULL, stdout=output, stderr=output
+                argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=output,
+                preexec_fn=_die_with_parent,
             )
         deadline = time.monotonic() + warmup_timeout_s
         while len(self.samples()) < self.users:
