@@ -436,7 +436,7 @@ class Deployment:
         services = list(self.config.services_of(old))
         delay = self.config.retire_delay_s
         if delay == 0:
-            self.stack.compose.stop(services)
+            self.stack.stop(services)
             self.say("retire", f"{old} drained in {waited:.2f}s and stopped (containers kept)")
             return
         self._schedule_retire(old, delay)
@@ -526,7 +526,7 @@ class Deployment:
         self.say("abort", f"stopping {', '.join(services)}; {self.from_colour} still serves")
         self.state.releases.pop(self.to_colour, None)
         self._keep_logs(services)
-        self.stack.compose.stop(services)
+        self.stack.stop(services)
 
     def rollback(self, verdict_at: float) -> None:
         """After the switch: traffic back to the old colour at once, then prove it serves.
@@ -554,7 +554,7 @@ class Deployment:
         save_state(self.config.state_file, self.state)
         failed = list(self.config.services_of(self.to_colour))
         self._keep_logs(failed)
-        self.stack.compose.stop(failed)
+        self.stack.stop(failed)
         self.say(
             "rollback",
             f"rolled back to {old} in {self.record.rollback_s:.3f}s, verified after "

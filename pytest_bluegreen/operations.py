@@ -144,7 +144,7 @@ def retire(config: StackConfig, colour: Colour, progress: Progress) -> str:
         stack = Stack(config, progress=progress)
         if stack.router.active_colour() == colour:
             return f"{colour} is live again (rolled back); not stopped"
-        stack.compose.stop(list(config.services_of(colour)))
+        stack.stop(list(config.services_of(colour)))
         return f"{colour} stopped (containers kept)"
     finally:
         lock.release()

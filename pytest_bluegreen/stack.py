@@ -154,6 +154,11 @@ class Stack:
         self.compose.up(services)
         self.wait_healthy(services, self.config.healthy_timeout_s)
 
+    def stop(self, services: Sequence[str], timeout_s: int = 10) -> None:
+        """Stop the services' containers at once, side by side; the containers are kept."""
+        ids = [i for service in services for i in self.container_ids(service, running_only=True)]
+        self.engine.stop(ids, timeout_s)
+
     def revive(self, colour: Colour) -> None:
         """Make ``colour`` ready for traffic again (a retired colour, for a rollback).
 
