@@ -8,6 +8,7 @@ person reads.
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -81,6 +82,9 @@ def test_scenario(host: ScenarioHost, scenario: Scenario) -> None:
         if record.result == "deployed":
             assert deploy.proc.returncode == 0
             assert host.answer() == (record.to_colour, record.release)
+            assert "-- stage retire passed in " in output  # live progress: each stage's end
+        if record.load:  # and a line a second while the load windows run
+            assert re.search(r"\[switch +[\d.]+s\] load before the switch: \d+ req/s", output)
         else:
             assert deploy.proc.returncode != 0
             assert host.answer() == (live, release)
