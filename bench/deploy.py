@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deploys", type=int, default=3, help="blue-green switches to time")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "deploy.json")
-    parser.add_argument("--keep", action="store_true", help="leave the stack running")
+    parser.add_argument("--keep", action="store_true", help="leave the stack and its folder")
     args = parser.parse_args(argv)
     home = Path(tempfile.mkdtemp(prefix="bgbenchdeploy-"))
     config_file = settings(home)
@@ -205,9 +205,11 @@ def main(argv: list[str] | None = None) -> int:
             )
         info = machine()
     finally:
-        if not args.keep:
+        if args.keep:
+            print(f"kept: the stack (project {PROJECT}) and {home}")
+        else:
             stack.down(volumes=True)
-        shutil.rmtree(home, ignore_errors=True)
+            shutil.rmtree(home, ignore_errors=True)
     medians = {c: round(statistics.median(r[c] for r in rows), 3) for c in COLUMNS}
     result = {
         "benchmark": "deploy",
