@@ -6,6 +6,7 @@ The verify stage of a deploy, and on its own: ``pytest suites/postdeploy --bg-ta
 
 from __future__ import annotations
 
+import statistics
 import time
 
 import pytest
@@ -16,6 +17,7 @@ from pytest_bluegreen.probe import Target
 from suites.checks import assert_served_by
 
 API_BUDGET_S = 0.5  # the design document's bound for the API
+API_SAMPLES = 5
 
 
 @pytest.mark.parametrize("path", DESIGN_CRITICAL_PATHS)
@@ -29,13 +31,23 @@ def test_endpoint_serves(http: requests.Session, bluegreen_target: Target, path:
 def test_api_answers_within_budget(
     http: requests.Session, bluegreen_target: Target, path: str
 ) -> None:
+    """The median of a few requests is within the design's budget.
+
+    One request's time is one scheduler hiccup away from noise on a busy host, and users'
+    traffic goes on during this check; the latency gate judges p99 before the switch.
+    """
     http.get(bluegreen_target.url + path, timeout=10)  # warm the connection
-    start = time.perf_counter()
-    response = http.get(bluegreen_target.url + path, timeout=10)
-    elapsed = time.perf_counter() - start
-    assert response.status_code == 200
-    assert elapsed < API_BUDGET_S, (
-        f"{path} took {elapsed * 1000:.0f} ms (budget {API_BUDGET_S * 1000:.0f} ms)"
+    times = []
+    for _ in range(API_SAMPLES):
+        start = time.perf_counter()
+        response = http.get(bluegreen_target.url + path, timeout=10)
+        times.append(time.perf_counter() - start)
+        assert response.status_code == 200
+    median = statistics.median(times)
+    each = ", ".join(f"{t * 1000:.0f}" for t in times)
+    assert median < API_BUDGET_S, (
+        f"{path}: median {median * 1000:.0f} ms of {API_SAMPLES} requests "
+        f"(budget {API_BUDGET_S * 1000:.0f} ms; each: {each})"
     )
 
 
