@@ -63,14 +63,17 @@ class FakeRuntimeAPI:
                 return "entry not found.\n"
             self.colour = words[4]
             return "\n"
-        if command == "show stat":
+        if command in ("show stat", "show stat -1 4 -1"):
+            servers_only = command != "show stat"
             rows = [STAT_HEADER]
             for backend, status in self.status.items():
                 server = ("backend-" if backend.startswith("api") else "frontend-") + backend[4:]
-                rows.append("public_https,FRONTEND,,,0,1,4096,5,,,,,,,,,,OPEN")
+                if not servers_only:
+                    rows.append("public_https,FRONTEND,,,0,1,4096,5,,,,,,,,,,OPEN")
                 rows.append(
                     f"{backend},{server},0,0,{self.sessions[backend]},1,,9,,,,,,,,0,0,{status}"
                 )
-                rows.append(f"{backend},BACKEND,0,0,0,1,410,9,,,,,,,,0,0,{status}")
+                if not servers_only:
+                    rows.append(f"{backend},BACKEND,0,0,0,1,410,9,,,,,,,,0,0,{status}")
             return "\n".join(rows) + "\n\n"
         return "Unknown command.\n"
