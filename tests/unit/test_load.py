@@ -28,7 +28,7 @@ def test_figures_split_at_the_switch() -> None:
     samples += [Sample(switch_at + 1 + i / 10, 6.0, i != 3, "green") for i in range(20)]
     samples.append(Sample(switch_at + 0.5, 40.0, True, "blue"))  # late answer from the old colour
     result = figures(samples, switch_at, old_colour="blue")
-    assert result.before == Window(30, 0, 5.0, 5.0)
+    assert result.before == Window(20, 0, 5.0, 5.0)  # the first second (set-up) left out
     assert result.first_second.requests == 11
     assert result.first_second.p99_ms == 40.0
     assert result.after == Window(20, 1, 6.0, 6.0)
@@ -54,6 +54,7 @@ def test_a_rollback_ends_the_after_window_and_is_timed_back_on_the_old_colour() 
     samples.append(Sample(rollback_at + 0.05, 9.0, True, "green"))  # in flight at the rollback
     samples += [Sample(rollback_at + 0.1 + i / 10, 5.0, True, "blue") for i in range(10)]
     result = figures(samples, switch_at, old_colour="blue", rollback_at=rollback_at)
+    assert result.before.requests == 10
     assert result.after.requests == 10  # 1003.0-1004.0: ends at the rollback
     assert result.first_second.requests == 10
     assert result.old_colour_after_switch == 0  # the old colour's answers after the rollback
