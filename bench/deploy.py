@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -36,21 +35,16 @@ from pathlib import Path
 from typing import Any, Final
 
 REPO: Final = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
+from bench.common import machine_info, ports  # noqa: E402
 from pytest_bluegreen.config import StackConfig, load_config  # noqa: E402
 from pytest_bluegreen.record import DeployRecord, RecordStore  # noqa: E402
 from pytest_bluegreen.stack import Stack  # noqa: E402
 
 PROJECT: Final = "bgbenchdeploy"
-PORTS: Final = {
-    "PUBLIC_BIND": "127.0.0.1",
-    "PUBLIC_HTTP_PORT": "47080",
-    "PUBLIC_HTTPS_PORT": "47443",
-    "PREVIEW_BLUE_PORT": "47441",
-    "PREVIEW_GREEN_PORT": "47442",
-    "STATS_PORT": "47404",
-}
+PORTS: Final = ports(47000)
 DESIGN_FIXED_WAITS_S: Final = 30 + 5 + 30  # the design document's deploy.sh sleeps
 COLUMNS: Final = (
     "wall_s",
@@ -133,36 +127,6 @@ def split(record: DeployRecord, wall_s: float, config: StackConfig) -> dict[str,
     return row
 
 
-def machine() -> dict[str, Any]:
-    haproxy = subprocess.run(
-        ["docker", "run", "--rm", "--entrypoint", "haproxy", f"{PROJECT}_loadbalancer", "-v"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.splitlines()
-    commit = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    return {
-        "cpus": os.cpu_count(),
-        "cpu": next(
-            (
-                line.split(":", 1)[1].strip()
-                for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")
-            ),
-            platform.processor(),
-        ),
-        "python": platform.python_version(),
-        "haproxy": haproxy[0] if haproxy else "?",
-        "commit": commit,
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-
-
 def table(rows: list[dict[str, Any]], medians: dict[str, float]) -> str:
     header = f"{'deploy':12}" + "".join(f"{c.removesuffix('_s'):>20}" for c in COLUMNS)
     lines = [header, "-" * len(header)]
@@ -203,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{release}: {wall:.1f} s, overhead {row['framework_overhead_s']:.2f} s", flush=True
             )
-        info = machine()
+        info = machine_info(stack)
     finally:
         if args.keep:
             print(f"kept: the stack (project {PROJECT}) and {home}")

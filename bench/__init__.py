@@ -1,0 +1,1 @@
+"""Benchmarks of the blue-green switch, rollback and deploy, on a real reference stack."""
