@@ -129,11 +129,14 @@ LIBRARY: tuple[Scenario, ...] = (
     ),
     Scenario(
         "crashes-after-switch",
-        "the release serves, then dies 6 s after its first user request",
+        "the release serves, then dies 15 s after its first user request",
         ("rolled_back",),
         "bake",
         "failed while baking",
-        _env(APTOS_FAULT="crash-after:6"),
+        _env(APTOS_FAULT="crash-after:15"),
+        # The crash must land in the bake, after the switch's window and verify, whose length
+        # varies with the machine's load (1-8 s): a long bake, the crash well inside it.
+        settings="bake_s = 25",
         users_may_fail=True,  # until the bake sees it die, users reach the dying colour
     ),
     Scenario(
