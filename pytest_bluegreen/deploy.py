@@ -324,19 +324,22 @@ class Deployment:
         """
         next_line = time.time() + 1
         while (now := time.time()) < until:
-            samples = load.samples()
-            if self.switched_at is not None:
-                failed = sum(1 for s in samples if s.t >= self.switched_at and not s.ok)
-                if failed > self.config.load_failure_budget:
-                    return
+            if self._failed_since_switch() > self.config.load_failure_budget:
+                return
             if now >= next_line:
-                second = last_second(samples, now)
+                second = last_second(load.samples(), now)
                 self.progress(
                     f"load {when}: {second.requests} req/s, {second.failures} failed, "
                     f"p99 {second.p99_ms:.0f} ms"
                 )
                 next_line += 1
             time.sleep(0.1)
+
+    def _failed_since_switch(self) -> int:
+        """Users' requests that started after the switch and failed (0 without load)."""
+        if self.load is None or self.switched_at is None:
+            return 0
+        return sum(1 for s in self.load.samples() if s.t >= self.switched_at and not s.ok)
 
     def _stop_load(self, rollback_at: float | None = None) -> None:
         """Stop the load and record its figures over the whole run (switch to the end)."""
@@ -404,10 +407,9 @@ class Deployment:
                 f"{s.backend}/{s.server} is {s.status} in HAProxy"
                 for s in self.stack.router.not_ready(to)
             ]
-            if self.load is not None and self.switched_at is not None:
-                failed = sum(1 for s in self.load.samples() if s.t >= self.switched_at and not s.ok)
-                if failed > self.config.load_failure_budget:
-                    problems.append(f"{failed} user requests failed since the switch")
+            failed = self._failed_since_switch()
+            if failed > self.config.load_failure_budget:
+                problems.append(f"{failed} user requests failed since the switch")
             for service, containers in ids.items():
                 for container in containers:
                     state = self.stack.engine.state(container)
