@@ -201,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for rep in range(1, args.reps + 1):
             for variant in variants:
                 plan = LoadPlan(
-                    port=bench.config.port("PUBLIC_HTTPS_PORT", 443),
+                    port=bench.config.port("PUBLIC_HTTPS_PORT"),
                     ca_file=bench.config.ca_file,
                     rate=args.rate,
                     seconds=args.hot_seconds if variant == "hot" else args.retired_seconds,

@@ -748,7 +748,7 @@ def build_mechanisms(
     attrs = client.api.inspect_container(lb_id)
     image = attrs["Config"]["Image"]
     networks = sorted(attrs["NetworkSettings"]["Networks"])
-    public = cfg.port("PUBLIC_HTTPS_PORT", 443)
+    public = cfg.port("PUBLIC_HTTPS_PORT")
     mechanisms: list[Mechanism] = []
     for name in names:
         if name == "none":

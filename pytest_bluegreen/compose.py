@@ -7,8 +7,11 @@ import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from pytest_bluegreen.errors import ComposeError, DockerUnavailable
+import yaml
+
+from pytest_bluegreen.errors import ComposeError, DiskFull, DockerUnavailable
 
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]
 
@@ -30,6 +33,25 @@ def detect_compose_command(run: Runner = subprocess.run) -> tuple[str, ...]:
         "neither 'docker compose' (v2) nor 'docker-compose' (v1) is installed; "
         "run scripts/ensure-docker.sh or install Docker Compose"
     )
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedPort:
+    """A port a service publishes on the host: where it binds, and the host port."""
+
+    host_ip: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    """One service as Compose resolves it: what a deploy needs to know before it starts it."""
+
+    name: str
+    image: str  # the tag Compose builds or pulls (its own default name when the file sets none)
+    builds: bool  # has a ``build:`` section, so a missing image is built, not pulled
+    profiles: tuple[str, ...] = ()  # optional services; a deploy never starts these
+    ports: tuple[PublishedPort, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +81,8 @@ class Compose:
             result = self.run_process(
                 argv,
                 cwd=self.project_dir,
-                env=dict(self.env),
+                # The project's name, for files that name their images after it.
+                env={**self.env, "COMPOSE_PROJECT_NAME": self.project_name},
                 capture_output=capture,
                 text=True,
                 timeout=timeout,
@@ -76,10 +99,42 @@ class Compose:
     def validate(self) -> None:
         self.run("config", "--quiet", timeout=60)
 
+    def services(self) -> dict[str, ServiceSpec]:
+        """Every service of the project as ``compose config`` resolves it (profiles included)."""
+        text = self.run("config", timeout=60).stdout
+        try:
+            resolved = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ComposeError(f"cannot read the output of 'config': {exc}") from None
+        return {
+            name: self._service_spec(name, spec or {})
+            for name, spec in (resolved.get("services") or {}).items()
+        }
+
+    def _service_spec(self, name: str, spec: dict[str, Any]) -> ServiceSpec:
+        # Without `image:`, v1 names a built image project_service and v2 project-service.
+        sep = "_" if self.command == ("docker-compose",) else "-"
+        image = str(spec.get("image") or f"{self.project_name}{sep}{name}")
+        return ServiceSpec(
+            name=name,
+            image=image,
+            builds="build" in spec,
+            profiles=tuple(spec.get("profiles") or ()),
+            ports=tuple(p for raw in spec.get("ports") or () if (p := _published(raw))),
+        )
+
     def build(self, services: Sequence[str]) -> None:
         # v1's classic builder keeps the container of a failed step unless told not to.
         flags = ["--force-rm"] if self.command == ("docker-compose",) else []
-        self.run("build", *flags, *services, timeout=1800)
+        try:
+            self.run("build", *flags, *services, timeout=1800)
+        except ComposeError as exc:
+            if "no space left on device" in str(exc).lower():
+                raise DiskFull(
+                    f"no space left on device while building {', '.join(services)}: free "
+                    "some room for Docker's images (docker system df; docker image prune)"
+                ) from None
+            raise
 
     def up(
         self, services: Sequence[str], *, no_deps: bool = True, force_recreate: bool = False
@@ -127,6 +182,22 @@ class Compose:
         """
         flags = _env_flags(env)
         self.run("run", "-d", "--no-deps", "--name", name, *flags, service, *command, timeout=120)
+
+
+def _published(raw: object) -> PublishedPort | None:
+    """A ``ports:`` entry of ``compose config``: v1's "ip:host:container/proto" or v2's mapping."""
+    if isinstance(raw, dict):
+        published, host_ip = raw.get("published"), str(raw.get("host_ip") or "0.0.0.0")
+    else:
+        parts = str(raw).split("/")[0].rsplit(":", 2)
+        if len(parts) < 2:
+            return None  # only a container port: Docker picks a free host port
+        host_ip = parts[0] if len(parts) == 3 else "0.0.0.0"
+        published = parts[-2]
+    try:
+        return PublishedPort(host_ip.strip("[]") or "0.0.0.0", int(str(published)))
+    except ValueError:
+        return None  # a range or an empty host port: nothing fixed to check
 
 
 def _env_flags(env: Mapping[str, str]) -> list[str]:

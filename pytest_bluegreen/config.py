@@ -34,6 +34,16 @@ DESIGN_CRITICAL_PATHS: Final = (
     "/api/v1/health",
 )
 
+# The environment variables that move the ports the reference stack publishes, and their
+# defaults: named in the error when one of them is taken.
+PORT_SETTINGS: Final = {
+    "PUBLIC_HTTP_PORT": 80,
+    "PUBLIC_HTTPS_PORT": 443,
+    "PREVIEW_BLUE_PORT": 8441,
+    "PREVIEW_GREEN_PORT": 8442,
+    "STATS_PORT": 8404,
+}
+
 # Where the admin socket and the map file live inside the loadbalancer container.
 LB_STATE_IN_CONTAINER: Final = "/var/lib/bluegreen"
 
@@ -65,6 +75,9 @@ class StackConfig:
     # Deploy: where backups go and how many are kept.
     backup_dir: Path = Path(".bluegreen/backups")
     keep_backups: int = 10
+    # Image tags kept per colour service's repository after a deploy: the newest ones, and
+    # the live and previous colours' releases always.
+    keep_releases: int = 5
     # Suites (paths under the project) that gate the switch, and the post-switch suite.
     gate_suites: tuple[str, ...] = (
         "suites/migration",
@@ -176,8 +189,9 @@ class StackConfig:
         merged["BLUEGREEN_STATE_DIR"] = str(self.state_dir)
         return merged
 
-    def port(self, name: str, default: int) -> int:
-        raw = self.environment.get(name, str(default))
+    def port(self, name: str) -> int:
+        """One of :data:`PORT_SETTINGS`, as the environment sets it."""
+        raw = self.environment.get(name, str(PORT_SETTINGS[name]))
         try:
             return int(raw)
         except ValueError:
@@ -185,20 +199,20 @@ class StackConfig:
 
     @property
     def public_url(self) -> str:
-        return f"https://{self.public_host}:{self.port('PUBLIC_HTTPS_PORT', 443)}"
+        return f"https://{self.public_host}:{self.port('PUBLIC_HTTPS_PORT')}"
 
     @property
     def public_http_url(self) -> str:
-        return f"http://{self.public_host}:{self.port('PUBLIC_HTTP_PORT', 80)}"
+        return f"http://{self.public_host}:{self.port('PUBLIC_HTTP_PORT')}"
 
     def preview_url(self, colour: Colour) -> str:
         """The idle-colour route: that colour only, never the live traffic."""
-        default = 8441 if colour == "blue" else 8442
-        return f"https://127.0.0.1:{self.port(f'PREVIEW_{colour.upper()}_PORT', default)}"
+        name = f"PREVIEW_{colour.upper()}_PORT"
+        return f"https://127.0.0.1:{self.port(name)}"
 
     @property
     def stats_url(self) -> str:
-        return f"http://127.0.0.1:{self.port('STATS_PORT', 8404)}/stats"
+        return f"http://127.0.0.1:{self.port('STATS_PORT')}/stats"
 
 
 _FIELD_TYPES: Final[dict[str, type]] = {
@@ -218,6 +232,7 @@ _FIELD_TYPES: Final[dict[str, type]] = {
     "healthy_timeout_s": float,
     "backup_dir": str,
     "keep_backups": int,
+    "keep_releases": int,
     "gate_suites": list,
     "postdeploy_suite": str,
     "drain_timeout_s": float,

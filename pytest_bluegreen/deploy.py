@@ -19,6 +19,7 @@ from typing import Any, Final
 from pytest_bluegreen import metrics
 from pytest_bluegreen.backup import DatabaseBackup
 from pytest_bluegreen.colours import Colour, other_colour
+from pytest_bluegreen.compose import ServiceSpec
 from pytest_bluegreen.config import StackConfig
 from pytest_bluegreen.errors import BluegreenError, DeployError
 from pytest_bluegreen.events import EventLog, NotificationKind, Notifier, redact
@@ -76,6 +77,7 @@ class Deployment:
             secrets=self.secrets,
         )
         self._stack: Stack | None = None
+        self.services: dict[str, ServiceSpec] = {}  # as Compose resolves them, from prerequisites
         self.backup_file: Path | None = None
         self._rehearsal: MigrationRehearsal | None = None
         self.lb_running = False
@@ -123,7 +125,11 @@ class Deployment:
         self.state = load_state(self.config.state_file)
         self._release_env()
         self.stack.prepare()
-        self.stack.compose.validate()
+        self.services = self.stack.compose.services()  # validates the Compose files too
+        self.stack.check_ports_free(self.services)
+        built = self.stack.build_missing(self.services, self.stack.shared_services(self.services))
+        if built:
+            self.say("prerequisites.built", f"built {', '.join(built)}", services=built)
         self.lb_running = bool(self.stack.running_services([self.config.loadbalancer_service]))
         if self.lb_running:
             self.stack.router.active_colour()  # raises when the runtime API does not answer
@@ -514,11 +520,26 @@ class Deployment:
             self.events.emit("deploy.end", result=self.record.result, error=self.record.error)
             for problem in metrics.publish(self.config, self.record):
                 self.say("metrics.failed", f"metrics not published: {problem}", level="warning")
+            self._prune_images()
             outcome = self.record.result
             kinds: dict[str, NotificationKind] = {"deployed": "success", "rolled_back": "rollback"}
             self.notifier_send(kinds.get(outcome, "failure"))
             self.events.close()
             self.lock.release()
+
+    def _prune_images(self) -> None:
+        """Old release images go: the newest ``keep_releases``, live and previous stay."""
+        if not self.services or self._stack is None:
+            return
+        try:
+            removed = self.stack.prune_release_images(
+                self.services, self.config.keep_releases, self.state.releases.values()
+            )
+        except Exception as exc:  # disk hygiene must never fail a deploy
+            self.say("images.failed", f"old release images not removed: {exc}", level="warning")
+            return
+        if removed:
+            self.say("images.pruned", f"removed old release images: {', '.join(removed)}")
 
     def abort(self) -> None:
         """Before the switch: stop what this deploy started; live traffic was never touched."""

@@ -105,6 +105,29 @@ class DockerEngine:
         except docker.errors.ImageNotFound:
             return None
 
+    def image_tags(self, repository: str) -> list[tuple[str, float]]:
+        """The tags of ``repository`` here with their images' creation times, newest first."""
+        found: list[tuple[str, float]] = []
+        for image in self._client.api.images(name=repository):
+            for reference in image.get("RepoTags") or ():
+                repo, _, tag = reference.rpartition(":")
+                if repo == repository:
+                    found.append((tag, float(image.get("Created", 0))))
+        return sorted(found, key=lambda item: item[1], reverse=True)
+
+    def remove_image(self, reference: str) -> str | None:
+        """Untag ``reference`` (its layers go when nothing else holds them); why not, or None.
+
+        Never forced: an image a container still uses, stopped or not, stays.
+        """
+        try:
+            self._client.api.remove_image(reference)
+        except docker.errors.ImageNotFound:
+            return None
+        except docker.errors.APIError as exc:
+            return str(exc.explanation or exc)
+        return None
+
     def reachable_ip(self, container_id: str) -> str:
         """The container's address on a network the host can reach (not an internal one)."""
         attrs = self._client.api.inspect_container(container_id)

@@ -19,6 +19,14 @@ class ComposeError(BluegreenError):
     """A Compose command failed; the message carries its output."""
 
 
+class DiskFull(BluegreenError):
+    """No space left where Docker keeps its images (or where a file had to be written)."""
+
+
+class PortInUse(BluegreenError):
+    """A port the stack publishes is taken by another program."""
+
+
 class StackError(BluegreenError):
     """A service of the stack did not start or did not become healthy."""
 

@@ -6,18 +6,20 @@ HAProxy's configuration), and a failure while starting removes what this call st
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
+import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Final
 
-from pytest_bluegreen.colours import Colour
-from pytest_bluegreen.compose import Compose, detect_compose_command
-from pytest_bluegreen.config import LB_STATE_IN_CONTAINER, StackConfig
+from pytest_bluegreen.colours import COLOURS, Colour
+from pytest_bluegreen.compose import Compose, PublishedPort, ServiceSpec, detect_compose_command
+from pytest_bluegreen.config import LB_STATE_IN_CONTAINER, PORT_SETTINGS, StackConfig
 from pytest_bluegreen.engine import DockerEngine
-from pytest_bluegreen.errors import BluegreenError, StackError
+from pytest_bluegreen.errors import BluegreenError, PortInUse, StackError
 from pytest_bluegreen.probe import check_colour_serves
 from pytest_bluegreen.router import HAProxyRouter, RuntimeAPI, read_map_file, write_map_file
 from pytest_bluegreen.tls import ensure_certificate
@@ -56,6 +58,29 @@ def ensure_env_file(path: Path, example: Path, environ: dict[str, str]) -> bool:
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write("\n".join(out) + "\n")
     return True
+
+
+def port_in_use(port: PublishedPort) -> bool:
+    """Whether another program listens where Docker would bind ``port``.
+
+    SO_REUSEADDR, as Docker's own proxy sets it: a port left in TIME_WAIT is free, only a
+    listener makes the bind fail.
+    """
+    family = socket.AF_INET6 if ":" in port.host_ip else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((port.host_ip, port.port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
+def repository(image: str) -> str:
+    """``registry:5000/team/app:r42`` -> ``registry:5000/team/app``."""
+    head, _, last = image.rpartition("/")
+    name = last.partition("@")[0].partition(":")[0]
+    return f"{head}/{name}" if head else name
 
 
 def router_for(config: StackConfig) -> HAProxyRouter:
@@ -116,6 +141,68 @@ class Stack:
         if read_map_file(cfg.map_file) is None:
             write_map_file(cfg.map_file, live)
 
+    def shared_services(self, specs: dict[str, ServiceSpec]) -> list[str]:
+        """The services both colours share (database, loadbalancer): none of a profile."""
+        colours = {s for c in COLOURS for s in self.config.services_of(c)}
+        return [name for name, spec in specs.items() if name not in colours and not spec.profiles]
+
+    def build_missing(self, specs: dict[str, ServiceSpec], services: Sequence[str]) -> list[str]:
+        """Build those of ``services`` whose image this engine lacks; return their names.
+
+        On a new machine nothing is built yet: the services both colours share must exist
+        before the backup needs the database, whatever a deploy builds for its colour later.
+        """
+        missing = [
+            name
+            for name in services
+            if specs[name].builds and self.engine.image_id(specs[name].image) is None
+        ]
+        if missing:
+            self.progress(f"building {', '.join(missing)}: their images are not on this engine yet")
+            self.compose.build(missing)
+        return missing
+
+    def check_ports_free(self, specs: dict[str, ServiceSpec]) -> None:
+        """Every port a stopped service will publish is free: one clear error, nothing started.
+
+        A running service holds its own ports; Docker's own error would come only once the
+        deploy has changed things, and name neither the port's setting nor the fix.
+        """
+        for name, spec in specs.items():
+            if spec.profiles or not spec.ports or self.running_services([name]):
+                continue
+            for port in spec.ports:
+                if not port_in_use(port):
+                    continue
+                setting = next((k for k in PORT_SETTINGS if self.config.port(k) == port.port), None)
+                fix = (
+                    f"set {setting} (in {self.config.env_file} or the environment) to a free port"
+                    if setting
+                    else f"change the ports of {name} in the Compose file"
+                )
+                raise PortInUse(
+                    f"port {port.port} on {port.host_ip}, which {name} publishes, is already in "
+                    f"use by another program: stop it, or {fix}"
+                )
+
+    def prune_release_images(
+        self, specs: dict[str, ServiceSpec], keep: int, protect: Iterable[str]
+    ) -> list[str]:
+        """Remove all but the ``keep`` newest tags of each colour service's image repository.
+
+        Tags in ``protect`` (the live and the previous colour's releases) always stay, and so
+        does an image a container still uses. Returns the references removed.
+        """
+        protected = set(protect)
+        names = {s for c in COLOURS for s in self.config.services_of(c)}
+        repos = sorted({repository(spec.image) for n, spec in specs.items() if n in names})
+        removed = []
+        for repo in repos:
+            for tag, _ in self.engine.image_tags(repo)[keep:]:
+                if tag not in protected and self.engine.remove_image(f"{repo}:{tag}") is None:
+                    removed.append(f"{repo}:{tag}")
+        return removed
+
     def check_haproxy_config(self) -> None:
         """Run ``haproxy -c`` in a throwaway loadbalancer container: bad configs never start."""
         lb = self.config.loadbalancer_service
@@ -129,7 +216,7 @@ class Stack:
         cfg = self.config
         start = time.monotonic()
         self.prepare(live)
-        self.compose.validate()
+        self.check_ports_free(self.compose.services())
         colour_services = [s for c in colours for s in cfg.services_of(c)]
         services = [cfg.db_service, *colour_services, cfg.loadbalancer_service]
         self.progress(f"building {', '.join(services)}")

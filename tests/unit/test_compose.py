@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from pytest_bluegreen import compose as compose_module
-from pytest_bluegreen.compose import Compose, detect_compose_command
-from pytest_bluegreen.errors import ComposeError, DockerUnavailable
+from pytest_bluegreen.compose import Compose, PublishedPort, ServiceSpec, detect_compose_command
+from pytest_bluegreen.errors import ComposeError, DiskFull, DockerUnavailable
 
 
 def completed(returncode: int, stdout: str = "", stderr: str = "") -> Any:
@@ -63,7 +63,8 @@ def test_layers_files_in_order_and_passes_the_environment() -> None:
         "-f", "/p/base.yml", "-f", "/p/override.yml",
         "up", "-d", "--no-build", "--no-deps", "backend-green",
     ]  # fmt: skip
-    assert kwargs["env"] == {"A": "1"}
+    # The project's name reaches the files too: the reference stack names its images after it.
+    assert kwargs["env"] == {"A": "1", "COMPOSE_PROJECT_NAME": "shop"}
     assert kwargs["cwd"] == Path("/p")
 
 
@@ -105,3 +106,78 @@ def test_v1_build_removes_the_containers_of_failed_steps() -> None:
     make(v2, ("docker", "compose")).build(["backend-green"])
     assert v1.calls[0][0][-3:] == ["build", "--force-rm", "backend-green"]
     assert v2.calls[0][0][-2:] == ["build", "backend-green"]
+
+
+V1_CONFIG = """
+services:
+  db:
+    build:
+      context: /p/db
+    image: shop-db:15
+  web-blue:
+    build:
+      context: /p/web
+    ports:
+    - 0.0.0.0:80:80/tcp
+    - 127.0.0.1:8441:8441/tcp
+    - "9000"
+  cache:
+    image: redis:7
+  prometheus:
+    image: prom:2
+    profiles:
+    - monitoring
+"""
+
+V2_CONFIG = """
+name: shop
+services:
+  web-blue:
+    build:
+      context: /p/web
+    ports:
+      - mode: ingress
+        target: 443
+        published: "8443"
+        protocol: tcp
+      - mode: ingress
+        host_ip: 127.0.0.1
+        target: 8404
+        published: "8404"
+        protocol: tcp
+"""
+
+
+def test_services_as_compose_v1_resolves_them() -> None:
+    services = make(Recorder(completed(0, stdout=V1_CONFIG))).services()
+    assert services == {
+        "db": ServiceSpec("db", "shop-db:15", builds=True),
+        "web-blue": ServiceSpec(
+            "web-blue",
+            "shop_web-blue",  # v1's own name for a built image the file does not name
+            builds=True,
+            ports=(PublishedPort("0.0.0.0", 80), PublishedPort("127.0.0.1", 8441)),
+        ),
+        "cache": ServiceSpec("cache", "redis:7", builds=False),
+        "prometheus": ServiceSpec("prometheus", "prom:2", builds=False, profiles=("monitoring",)),
+    }
+
+
+def test_services_as_compose_v2_resolves_them() -> None:
+    services = make(Recorder(completed(0, stdout=V2_CONFIG)), ("docker", "compose")).services()
+    assert services["web-blue"] == ServiceSpec(
+        "web-blue",
+        "shop-web-blue",
+        builds=True,
+        ports=(PublishedPort("0.0.0.0", 8443), PublishedPort("127.0.0.1", 8404)),
+    )
+
+
+def test_a_full_disk_during_a_build_is_one_clear_error() -> None:
+    output = (
+        "Step 3/9 : RUN apt-get install -y postgresql\nE: write error: No space left on device\n"
+    )
+    with pytest.raises(DiskFull, match=r"^no space left on device while building db: free some"):
+        make(Recorder(completed(1, stdout=output))).build(["db"])
+    with pytest.raises(ComposeError, match="unknown instruction"):
+        make(Recorder(completed(1, stdout="unknown instruction: RUNN"))).build(["db"])
