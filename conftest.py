@@ -7,9 +7,12 @@ marked ``integration`` here, so that ``-m "not integration"`` runs the fast test
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.images import ThrowawayImages
 
 ROOT = Path(__file__).parent
 NEEDS_DOCKER = (ROOT / "tests" / "integration", ROOT / "scenarios")
@@ -21,3 +24,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if any(item.path.is_relative_to(folder) for folder in NEEDS_DOCKER):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def throwaway_images() -> Iterator[ThrowawayImages]:
+    """Register a throwaway stack's images here; they are removed at the session's end."""
+    images = ThrowawayImages()
+    yield images
+    images.remove()

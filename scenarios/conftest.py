@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from scenarios.harness import REPO, ScenarioHost, Webhook, make_host
+from scenarios.harness import PROJECT, REPO, ScenarioHost, Webhook, make_host
+from tests.images import ThrowawayImages
 
 
 def write_summary(rows: list[dict[str, object]], path: Path) -> None:
@@ -33,8 +34,9 @@ def webhook() -> Iterator[Webhook]:
 
 
 @pytest.fixture(scope="session")
-def host(webhook: Webhook) -> Iterator[ScenarioHost]:
+def host(webhook: Webhook, throwaway_images: ThrowawayImages) -> Iterator[ScenarioHost]:
     """The stack after a first deploy, with data; removed afterwards."""
+    throwaway_images.add(PROJECT)
     home = Path(tempfile.mkdtemp(prefix="bgscn-"))
     host = make_host(home, webhook.url)
     host.stack.down(volumes=True)

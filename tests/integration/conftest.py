@@ -20,6 +20,7 @@ import requests
 
 from pytest_bluegreen.config import StackConfig, load_config
 from pytest_bluegreen.stack import Stack
+from tests.images import ThrowawayImages
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_PORTS = {
@@ -78,8 +79,9 @@ class RunningStack:
 
 
 @pytest.fixture(scope="session")
-def running_stack(short_home: Path) -> Iterator[RunningStack]:
+def running_stack(short_home: Path, throwaway_images: ThrowawayImages) -> Iterator[RunningStack]:
     """The reference stack brought up from no containers and no volumes, blue live."""
+    throwaway_images.add("bgtest")
     stack = Stack(make_config("bgtest", short_home), progress=progress)
     stack.down(volumes=True)
     start = time.monotonic()

@@ -26,6 +26,7 @@ from pytest_bluegreen.backup import (
 )
 from pytest_bluegreen.errors import BackupError
 from pytest_bluegreen.stack import Stack
+from tests.images import ThrowawayImages
 from tests.integration.conftest import make_config, progress
 
 pytestmark = pytest.mark.integration
@@ -73,11 +74,12 @@ class Database:
 
 
 @pytest.fixture(scope="module")
-def db() -> Iterator[Database]:
+def db(throwaway_images: ThrowawayImages) -> Iterator[Database]:
     """Only the db service of project bgbackup, from no volume, with the test schema.
 
     Also a database "tiny" whose backups are small and quick.
     """
+    throwaway_images.add(PROJECT)
     home = Path(tempfile.mkdtemp(prefix="bgbk-"))
     stack = Stack(make_config(PROJECT, home, ports=False), progress=progress)
     service = stack.config.db_service

@@ -12,6 +12,7 @@ import pytest
 
 from pytest_bluegreen.errors import StackError
 from pytest_bluegreen.stack import Stack
+from tests.images import ThrowawayImages
 from tests.integration.conftest import REPO, make_config, progress
 
 
@@ -29,7 +30,9 @@ def project_leftovers(project: str) -> dict[str, list[str]]:
 
 
 @pytest.fixture
-def home() -> Iterator[Path]:
+def home(throwaway_images: ThrowawayImages) -> Iterator[Path]:
+    throwaway_images.add("bgbrokenlb")
+    throwaway_images.add("bgcrash")
     path = Path(tempfile.mkdtemp(prefix="bgbad-"))
     yield path
     shutil.rmtree(path, ignore_errors=True)

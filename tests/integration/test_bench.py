@@ -22,6 +22,7 @@ import pytest
 from bench.common import bench_config
 from bench.switch import EXTRA_LBS
 from pytest_bluegreen.stack import Stack
+from tests.images import ThrowawayImages
 
 pytestmark = pytest.mark.integration
 
@@ -31,8 +32,9 @@ PORT_BASE = 49000  # 49443 etc.: apart from bgtest (18xxx), bgscen (58xxx) and b
 
 
 @pytest.fixture(scope="module")
-def home() -> Iterator[Path]:
+def home(throwaway_images: ThrowawayImages) -> Iterator[Path]:
     """A short folder (HAProxy's socket paths) kept across both scripts: one stack for both."""
+    throwaway_images.add(PROJECT)
     path = Path(tempfile.mkdtemp(prefix="bgbci-"))
     yield path
     try:

@@ -27,6 +27,7 @@ from pytest_bluegreen.lock import DeployLock
 from pytest_bluegreen.record import DeployRecord, RecordStore
 from pytest_bluegreen.stack import Stack
 from pytest_bluegreen.state import load_state
+from tests.images import ThrowawayImages
 from tests.integration.conftest import REPO, make_config, progress
 
 PORTS = {
@@ -144,8 +145,9 @@ def compose_override(home: Path, name: str, service_yaml: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def host() -> Iterator[DeployHost]:
+def host(throwaway_images: ThrowawayImages) -> Iterator[DeployHost]:
     """An empty host: no containers, no volumes, no state."""
+    throwaway_images.add("bgdeploy")
     home = Path(tempfile.mkdtemp(prefix="bgdep-"))
     stack = Stack(make_config("bgdeploy", home, ports=PORTS), progress=progress)
     stack.down(volumes=True)
@@ -509,3 +511,23 @@ def test_sigkill_after_the_switch_is_repaired_by_the_next_run(host: DeployHost) 
     record = host.last()
     assert (record.result, record.from_colour) == ("deployed", live)  # repaired back first
     assert host.answer() == (other_colour(live), "r-after-kill")
+
+
+def test_old_release_images_go_after_each_deploy(host: DeployHost) -> None:
+    """Each colour image keeps its newest keep_releases tags; live, previous and used stay."""
+    config = host.stack.config
+    releases = {r.release for r in RecordStore(config.state_dir).history(limit=100)}
+    state = load_state(config.state_file)
+    in_use = subprocess.run(
+        ["docker", "ps", "-a", "--filter", "label=com.docker.compose.project=bgdeploy",
+         "--format", "{{.Image}}"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.split()  # fmt: skip
+    for repo in ("bgdeploy-backend", "bgdeploy-frontend"):
+        tags = [tag for tag, _ in host.stack.engine.image_tags(repo)]
+        assert len(releases) > config.keep_releases + 2  # enough deploys to have pruned some
+        assert len(tags) < len(releases), tags
+        for tag in tags[config.keep_releases :]:
+            assert tag in state.releases.values() or f"{repo}:{tag}" in in_use, tag
+        for release in state.releases.values():
+            assert release in tags

@@ -29,6 +29,7 @@ import requests
 from pytest_bluegreen import metrics
 from pytest_bluegreen.compose import detect_compose_command
 from pytest_bluegreen.record import DeployRecord, new_deploy_id, utc_timestamp
+from tests.images import ThrowawayImages
 from tests.integration.conftest import REPO
 
 PROJECT = "bgmon"
@@ -123,8 +124,10 @@ def project_leftovers() -> dict[str, list[str]]:
 
 
 @pytest.fixture(scope="module")
-def monitoring() -> Iterator[Monitoring]:
+def monitoring(throwaway_images: ThrowawayImages) -> Iterator[Monitoring]:
     """The monitoring images built (Compose reuses cached layers); the project removed after."""
+    for image in IMAGES.values():
+        throwaway_images.add_repository(image.partition(":")[0])
     home = Path(tempfile.mkdtemp(prefix="bgmon-"))
     metrics_dir = home / "state" / "metrics"
     metrics_dir.mkdir(parents=True)

@@ -16,11 +16,12 @@ from tests.integration.conftest import REPO, RunningStack
 
 # From no containers to every service healthy; measured at about 60 s on 2 cores with cached images.
 HEALTHY_BOUND_S = 240
+# Named after the Compose project (bgtest), so that this test's images are its own.
 IMAGES = (
-    "aptos-db:15",
-    "aptos-backend:initial",
-    "aptos-frontend:initial",
-    "aptos-loadbalancer:2.6",
+    "bgtest-db:15",
+    "bgtest-backend:initial",
+    "bgtest-frontend:initial",
+    "bgtest-loadbalancer:2.6",
 )
 
 
