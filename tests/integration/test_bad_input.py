@@ -16,6 +16,18 @@ from tests.images import ThrowawayImages
 from tests.integration.conftest import REPO, make_config, progress
 
 
+# Ports of their own: a stack deployed with the defaults may run on this machine (it holds
+# 80 and 443), and a taken port is refused before the checks these tests are about.
+PORTS = {
+    "PUBLIC_BIND": "127.0.0.1",
+    "PUBLIC_HTTP_PORT": "17080",
+    "PUBLIC_HTTPS_PORT": "17443",
+    "PREVIEW_BLUE_PORT": "17441",
+    "PREVIEW_GREEN_PORT": "17442",
+    "STATS_PORT": "17404",
+}
+
+
 def project_leftovers(project: str) -> dict[str, list[str]]:
     """Containers and networks Docker still holds for a Compose project."""
     label = f"label=com.docker.compose.project={project}"
@@ -49,7 +61,7 @@ def test_broken_haproxy_config_starts_nothing(home: Path) -> None:
         "    volumes:\n"
         f"      - {broken}:/usr/local/etc/haproxy/haproxy.cfg:ro\n"
     )
-    stack = Stack(make_config("bgbrokenlb", home, [override], ports=None), progress=progress)
+    stack = Stack(make_config("bgbrokenlb", home, [override], ports=PORTS), progress=progress)
     try:
         with pytest.raises(StackError, match="HAProxy rejects its configuration") as failure:
             stack.up(("blue",))
@@ -66,7 +78,7 @@ def test_a_colour_that_crashes_is_removed_with_its_logs_reported(home: Path) -> 
         "  backend-blue:\n"
         '    command: ["python3", "-c", "import sys; print(\'release is broken\'); sys.exit(3)"]\n'
     )
-    stack = Stack(make_config("bgcrash", home, [override], ports=None), progress=progress)
+    stack = Stack(make_config("bgcrash", home, [override], ports=PORTS), progress=progress)
     try:
         with pytest.raises(
             StackError, match=r"backend-blue is (exited|restarting) \(exit code 3\)"
