@@ -15,7 +15,6 @@ from pytest_bluegreen.stack import Stack
 from tests.images import ThrowawayImages
 from tests.integration.conftest import REPO, make_config, progress
 
-
 # Ports of their own: a stack deployed with the defaults may run on this machine (it holds
 # 80 and 443), and a taken port is refused before the checks these tests are about.
 PORTS = {
