@@ -96,11 +96,8 @@ class Compose:
             raise ComposeError(f"'{' '.join(args)}' failed (exit {result.returncode}):\n{tail}")
         return result
 
-    def validate(self) -> None:
-        self.run("config", "--quiet", timeout=60)
-
     def services(self) -> dict[str, ServiceSpec]:
-        """Every service of the project as ``compose config`` resolves it (profiles included)."""
+        """Every service as ``compose config`` resolves it; checks the files on the way."""
         text = self.run("config", timeout=60).stdout
         try:
             resolved = yaml.safe_load(text) or {}

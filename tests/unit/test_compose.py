@@ -82,7 +82,7 @@ def test_timeout_becomes_a_compose_error() -> None:
 
     compose = Compose(("docker-compose",), (), "p", Path("/p"), {}, run_process=slow)
     with pytest.raises(ComposeError, match="did not finish within 60s"):
-        compose.validate()
+        compose.services()
 
 
 def test_one_off_containers_get_their_environment_as_flags() -> None:
