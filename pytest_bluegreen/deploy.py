@@ -116,7 +116,11 @@ class Deployment:
     # -- stages --------------------------------------------------------------------------------
 
     def prerequisites(self) -> None:
-        """Docker, Compose file, the lock, HAProxy's runtime API (when the stack runs)."""
+        """Docker, Compose file, the lock, free ports, the shared services' images, HAProxy's API.
+
+        The shared services' images are built here when missing (a new machine): the backup
+        needs the database before the build stage runs.
+        """
         self.events.emit("deploy.start", release=self.release)
         self._stack = Stack(self.config, progress=self.progress)
         stale = self.lock.acquire(self.id, self.record.started_at)

@@ -14,7 +14,7 @@ from pytest_bluegreen.stages import StageTracker
 
 @pytest.mark.bluegreen_stage("prerequisites")
 def test_prerequisites(bluegreen_deployment: Deployment) -> None:
-    """Docker and Compose answer, the Compose file is valid, no other deploy runs."""
+    """Docker answers, the Compose file is valid, no other deploy runs, ports free, images there."""
     bluegreen_deployment.prerequisites()
 
 

@@ -62,7 +62,8 @@ def plan(config: StackConfig, release: str) -> str:
     base = f"{compose} --project-name {config.project_name} {files}"
     services = " ".join(config.services_of(to))
     steps = {
-        "prerequisites": "Docker, Compose file, deploy lock, HAProxy runtime API",
+        "prerequisites": "Docker, Compose file, deploy lock, free ports, the shared services' "
+        "images (built when missing), HAProxy runtime API",
         "colours": f"live {live or 'none (first deploy)'}, deploy to {to}",
         "backup": f"pg_dump -Fc of {config.db_service} into {config.backup_dir}, verified by a "
         f"restore, keep {config.keep_backups}",
