@@ -22,14 +22,14 @@ from pytest_bluegreen.colours import Colour, other_colour
 from pytest_bluegreen.compose import ServiceSpec
 from pytest_bluegreen.config import StackConfig
 from pytest_bluegreen.errors import BluegreenError, DeployError
-from pytest_bluegreen.events import EventLog, NotificationKind, Notifier, redact
+from pytest_bluegreen.events import EventLog, NotificationKind, Notifier, redact, secret_values
 from pytest_bluegreen.load import LoadFigures, LoadRun, figures, last_second
 from pytest_bluegreen.lock import DeployLock, LockHolder
 from pytest_bluegreen.probe import check_colour_serves
 from pytest_bluegreen.record import DeployRecord, RecordStore, new_deploy_id, utc_timestamp
 from pytest_bluegreen.rehearsal import MigrationRehearsal
 from pytest_bluegreen.router import write_map_file
-from pytest_bluegreen.stack import GENERATED_SECRETS, Progress, Stack
+from pytest_bluegreen.stack import Progress, Stack
 from pytest_bluegreen.state import ColourState, load_state, save_state
 
 STAGES: Final = (
@@ -69,13 +69,12 @@ class Deployment:
         self.records = RecordStore(config.state_dir)
         self.lock = DeployLock(config.lock_file)
         self.state = ColourState()
-        self.secrets = [config.environment.get(k, "") for k in GENERATED_SECRETS]
-        self.events = EventLog(config.log_file, self.id, secrets=self.secrets)
+        self.secrets: tuple[str, ...] = ()
+        self.events = EventLog(config.log_file, self.id)
         self.notifier = Notifier(
-            config.webhooks,
-            style="slack" if config.webhook_style == "slack" else "json",
-            secrets=self.secrets,
+            config.webhooks, style="slack" if config.webhook_style == "slack" else "json"
         )
+        self._mask_stack_secrets()
         self._stack: Stack | None = None
         self.services: dict[str, ServiceSpec] = {}  # as Compose resolves them, from prerequisites
         self.backup_file: Path | None = None
@@ -105,8 +104,16 @@ class Deployment:
             raise DeployError("the colours stage has not run")
         return self.record.to_colour
 
+    def _mask_stack_secrets(self) -> None:
+        """Every secret-looking variable of the stack's environment, masked in every output.
+
+        Read again once prerequisites have made the env file (a first deploy writes it).
+        """
+        self.secrets = secret_values(self.config.environment, self.secrets)
+        self.events.secrets = self.notifier.secrets = self.secrets
+
     def say(self, event: str, message: str, **fields: Any) -> None:
-        self.progress(message)
+        self.progress(redact(message, self.secrets))
         self.events.emit(event, message=message, **fields)
 
     def _release_env(self) -> None:
@@ -129,6 +136,7 @@ class Deployment:
         self.state = load_state(self.config.state_file)
         self._release_env()
         self.stack.prepare()
+        self._mask_stack_secrets()
         self.services = self.stack.compose.services()  # validates the Compose files too
         self.stack.check_ports_free(self.services)
         built = self.stack.build_missing(self.services, self.stack.shared_services(self.services))

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,6 +29,18 @@ REDACTED: Final = "***"
 MIN_SECRET_LENGTH: Final = 4  # shorter "secrets" would blank out ordinary words and numbers
 LEVELS: Final[tuple[str, ...]] = ("debug", "info", "warning", "error")
 _ENVELOPE_KEYS: Final = frozenset({"ts", "level", "event", "deploy_id"})
+
+
+# Names whose values are never shown, whatever they hold: the one secret policy of every output.
+SECRET_NAME: Final = re.compile(
+    r"PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|PRIVATE|_KEY$|^KEY$", re.I
+)
+
+
+def secret_values(environment: Mapping[str, str], known: Iterable[str] = ()) -> tuple[str, ...]:
+    """Every value to mask: ``known`` and the values of the secret-looking names in the env."""
+    named = [value for name, value in environment.items() if SECRET_NAME.search(name)]
+    return usable_secrets([*known, *named])
 
 
 def usable_secrets(secrets: Iterable[str]) -> tuple[str, ...]:
@@ -94,7 +107,7 @@ class EventLog:
     def __init__(self, path: Path, deploy_id: str, secrets: Iterable[str] = ()) -> None:
         self.path = path
         self.deploy_id = deploy_id
-        self._secrets = usable_secrets(secrets)
+        self.secrets = usable_secrets(secrets)  # masked in every line; may grow while it runs
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -119,7 +132,7 @@ class EventLog:
             "deploy_id": self.deploy_id,
             **fields,
         }
-        written: dict[str, Any] = _clean(entry, self._secrets)
+        written: dict[str, Any] = _clean(entry, self.secrets)
         # ASCII escapes keep undecodable process output (lone surrogates) writable.
         line = json.dumps(written, separators=(",", ":")) + "\n"
         with self._lock:
@@ -293,7 +306,7 @@ class Notifier:
         self.style = style
         self.timeout_s = timeout_s
         self.retry_pause_s = retry_pause_s
-        self._secrets = usable_secrets(secrets)
+        self.secrets = usable_secrets(secrets)  # masked in every payload; may grow
         self._owns_session = session is None
         if session is None:
             session = requests.Session()
@@ -317,13 +330,13 @@ class Notifier:
             message = self._slack_message(summary, record)
         else:
             message = {"kind": kind, "deploy": record.to_dict(), "summary": summary}
-        cleaned: dict[str, Any] = _clean(message, self._secrets)
+        cleaned: dict[str, Any] = _clean(message, self.secrets)
         return cleaned
 
     def _slack_message(self, summary: str, record: DeployRecord) -> dict[str, Any]:
         # Redact before escaping: an escaped secret ("a&b" -> "a&amp;b") would no longer match.
         def text(value: str) -> str:
-            return _escape_slack(redact(value, self._secrets))
+            return _escape_slack(redact(value, self.secrets))
 
         route = f"{record.from_colour or '(none)'} → {record.to_colour}"
         facts = [
@@ -353,7 +366,7 @@ class Notifier:
         }
 
     def _deliver(self, url: str, body: bytes) -> DeliveryFailure | None:
-        shown = redact(display_url(url), self._secrets)
+        shown = redact(display_url(url), self.secrets)
         try:
             scheme = urlsplit(url).scheme.lower()
         except ValueError as exc:
@@ -369,7 +382,7 @@ class Notifier:
                 return None
             problem = outcome
         error = f"{problem} (after {DELIVERY_ATTEMPTS} attempts)"
-        return DeliveryFailure(shown, redact(error, [*self._secrets, *_url_credentials(url)]))
+        return DeliveryFailure(shown, redact(error, [*self.secrets, *_url_credentials(url)]))
 
     def _post(self, url: str, body: bytes) -> str | None:
         """None when the webhook took it, else what went wrong."""

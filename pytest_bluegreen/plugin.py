@@ -179,8 +179,7 @@ def pytest_html_results_summary(
     tracker = session.config.stash.get(TRACKER_KEY, None)
     deployment = tracker.deployment if tracker else None
     if deployment is not None:
-        secrets = report.secret_values(deployment.config, deployment.secrets)
-        prefix.extend(report.sections(deployment.record, deployment.config, secrets))
+        prefix.extend(report.sections(deployment.record, deployment.config, deployment.secrets))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -190,10 +189,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     paths = [getattr(config.option, option, None) for option in ("htmlpath", "xmlpath")]
     if deployment is None or not any(paths):
         return
-    secrets = report.secret_values(deployment.config, deployment.secrets)
     for path in paths:
         if path:
-            report.redact_file(Path(path), secrets)
+            report.redact_file(Path(path), deployment.secrets)
 
 
 def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:

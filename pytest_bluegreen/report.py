@@ -10,7 +10,6 @@ whole written report, whatever a test printed.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterable, Mapping
 from html import escape
 from pathlib import Path
@@ -19,14 +18,10 @@ from urllib.parse import urlsplit
 
 from pytest_bluegreen.chart import load_chart, stage_timeline
 from pytest_bluegreen.config import StackConfig, read_env_file
-from pytest_bluegreen.events import REDACTED, redact, usable_secrets
+from pytest_bluegreen.events import REDACTED, SECRET_NAME, redact
 from pytest_bluegreen.files import write_atomically
 from pytest_bluegreen.record import DeployRecord
 
-# Names whose values are never shown, whatever they hold.
-SECRET_NAME: Final = re.compile(
-    r"PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|PRIVATE|_KEY$|^KEY$", re.I
-)
 STYLE: Final = """
 <style>
 .bluegreen h2 { margin-top: 1.2em; }
@@ -38,12 +33,6 @@ STYLE: Final = """
 .bluegreen pre { background: #f6f6f6; padding: 6px; max-height: 24em; overflow: auto; }
 </style>
 """
-
-
-def secret_values(config: StackConfig, known: Iterable[str] = ()) -> tuple[str, ...]:
-    """Every value to mask: ``known`` and the values of secret-looking names in the stack's env."""
-    named = [v for k, v in config.environment.items() if SECRET_NAME.search(k)]
-    return usable_secrets([*known, *named])
 
 
 def _table(rows: Iterable[tuple[str, Any]], section: str) -> str:

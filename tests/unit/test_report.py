@@ -8,6 +8,7 @@ import pytest
 from pytest_bluegreen import report
 from pytest_bluegreen.chart import load_chart, stage_timeline
 from pytest_bluegreen.config import StackConfig, load_config
+from pytest_bluegreen.events import secret_values
 from pytest_bluegreen.record import DeployRecord
 from scenarios.harness import ReportReader
 
@@ -111,7 +112,7 @@ def rolled_back() -> DeployRecord:
 
 def test_sections_carry_the_records_own_numbers(stack: StackConfig) -> None:
     record = rolled_back()
-    (html,) = report.sections(record, stack, report.secret_values(stack))
+    (html,) = report.sections(record, stack, secret_values(stack.environment))
     parsed = ReportReader(html)
     assert parsed.sections == [
         "summary",
@@ -139,7 +140,7 @@ def test_sections_carry_the_records_own_numbers(stack: StackConfig) -> None:
 
 
 def test_no_secret_survives_in_the_sections(stack: StackConfig) -> None:
-    (html,) = report.sections(rolled_back(), stack, report.secret_values(stack))
+    (html,) = report.sections(rolled_back(), stack, secret_values(stack.environment))
     for secret in ("hunter2-very-secret", "dj-0123456789", "tok3n-in-path"):
         assert secret not in html
     parsed = ReportReader(html)
