@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from pytest_bluegreen import metrics
 from pytest_bluegreen.backup import DatabaseBackup
@@ -31,20 +31,6 @@ from pytest_bluegreen.rehearsal import MigrationRehearsal
 from pytest_bluegreen.router import write_map_file
 from pytest_bluegreen.stack import Progress, Stack
 from pytest_bluegreen.state import ColourState, load_state, save_state
-
-STAGES: Final = (
-    "prerequisites",
-    "colours",
-    "backup",
-    "build",
-    "migration",
-    "bring_up",
-    "gates",
-    "switch",
-    "verify",
-    "bake",
-    "retire",
-)
 
 
 class Deployment:

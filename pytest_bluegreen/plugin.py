@@ -3,6 +3,10 @@
 ``pytest --bg-deploy --bg-release ID`` runs the built-in stages around the gate suites and the
 post-deploy suite; ``--bg-status``, ``--bg-dry-run`` and ``--bg-rollback`` do their work and exit
 without collecting tests.
+
+Installing the plugin costs a run that uses no ``--bg-*`` option almost nothing: the deploy
+machinery (Docker, Compose, HAProxy, reports, testinfra, requests) is imported only by the
+hooks and fixtures that use it.
 """
 
 from __future__ import annotations
@@ -13,22 +17,22 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_bluegreen import operations, report
 from pytest_bluegreen.colours import COLOURS, Colour, other_colour
 from pytest_bluegreen.config import DESIGN_CRITICAL_PATHS, StackConfig, load_config
-from pytest_bluegreen.deploy import STAGES, Deployment
 from pytest_bluegreen.errors import BluegreenError
-from pytest_bluegreen.hosts import container_host, service_name
-from pytest_bluegreen.probe import Target
 from pytest_bluegreen.record import new_deploy_id
-from pytest_bluegreen.rehearsal import MigrationRehearsal, ScratchDatabase
-from pytest_bluegreen.stack import Stack, router_for
-from pytest_bluegreen.stages import STAGE_KEY, StageTracker, terminal_writer
+from pytest_bluegreen.stages import STAGE_KEY, STAGES, StageTracker, terminal_writer
 from pytest_bluegreen.state import load_state
+
+if TYPE_CHECKING:
+    from pytest_bluegreen.deploy import Deployment
+    from pytest_bluegreen.probe import Target
+    from pytest_bluegreen.rehearsal import MigrationRehearsal, ScratchDatabase
+    from pytest_bluegreen.stack import Stack
 
 TRACKER_KEY = pytest.StashKey[StageTracker]()
 RELEASE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
@@ -95,6 +99,8 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     if len(chosen) > 1:
         raise pytest.UsageError("use one of --bg-status, --bg-dry-run, --bg-rollback at a time")
     stack_config = _load(config)
+    from pytest_bluegreen import operations
+
     try:
         if chosen == ["bg_status"]:
             print(operations.status(stack_config))
@@ -137,6 +143,8 @@ def pytest_configure(config: pytest.Config) -> None:
         *(str(stack_config.project_dir / suite) for suite in suites),
         *explicit,
     ]
+    from pytest_bluegreen.deploy import Deployment
+
     deploy_id = new_deploy_id()
     reports = _default_reports(config, stack_config, deploy_id)
 
@@ -158,6 +166,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _default_reports(config: pytest.Config, stack: StackConfig, deploy_id: str) -> dict[str, str]:
     """Every deploy leaves an HTML report and a JUnit file: under the state folder by default."""
+    from pytest_bluegreen import report
+
     defaults = report.report_paths(stack, deploy_id)
     written = {}
     if config.pluginmanager.hasplugin("html"):
@@ -179,6 +189,8 @@ def pytest_html_results_summary(
     tracker = session.config.stash.get(TRACKER_KEY, None)
     deployment = tracker.deployment if tracker else None
     if deployment is not None:
+        from pytest_bluegreen import report
+
         prefix.extend(report.sections(deployment.record, deployment.config, deployment.secrets))
 
 
@@ -189,6 +201,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     paths = [getattr(config.option, option, None) for option in ("htmlpath", "xmlpath")]
     if deployment is None or not any(paths):
         return
+    from pytest_bluegreen import report
+
     for path in paths:
         if path:
             report.redact_file(Path(path), deployment.secrets)
@@ -239,6 +253,8 @@ def _recorded_live(config: StackConfig) -> Colour | None:
     """Outside a deploy: the live colour as recorded, else as HAProxy serves it."""
     live = load_state(config.state_file).live
     if live is None and config.admin_socket.exists():
+        from pytest_bluegreen.stack import router_for
+
         try:
             live = router_for(config).active_colour()
         except BluegreenError:
@@ -257,6 +273,8 @@ def bluegreen_target(
     In a deploy: the idle colour during the gates, the public URL after the switch. On its own:
     ``--bg-target``, else the stack's public URL with its recorded live colour and release.
     """
+    from pytest_bluegreen.probe import Target
+
     deployment = _deployment(request)
     if deployment is not None:
         cfg = deployment.config
@@ -339,6 +357,8 @@ def bluegreen_stack(request: pytest.FixtureRequest) -> Stack:
     deployment = _deployment(request)
     if deployment is not None:
         return deployment.stack
+    from pytest_bluegreen.stack import Stack
+
     try:
         return Stack(_config(request))
     except BluegreenError as exc:
@@ -352,6 +372,8 @@ def bluegreen_host(bluegreen_stack: Stack, bluegreen_colour: Colour | None) -> C
     A role ("backend", "frontend") means the service of the colour under test; any other name
     ("db", "loadbalancer") is taken as the Compose service it names.
     """
+    from pytest_bluegreen.hosts import container_host, service_name
+
 
     def host(name: str) -> Any:
         service = service_name(bluegreen_stack.config, bluegreen_colour, name)

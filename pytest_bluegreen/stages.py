@@ -14,11 +14,27 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import pytest
 
-from pytest_bluegreen.deploy import STAGES, Deployment
+if TYPE_CHECKING:
+    from pytest_bluegreen.deploy import Deployment
+
+# The stages of a deploy, in order (deploy_stages.py has one item for each of the built-in ones).
+STAGES: Final = (
+    "prerequisites",
+    "colours",
+    "backup",
+    "build",
+    "migration",
+    "bring_up",
+    "gates",
+    "switch",
+    "verify",
+    "bake",
+    "retire",
+)
 
 STAGE_KEY = pytest.StashKey[str]()
 NOT_APPLICABLE: Final = "not applicable: "
