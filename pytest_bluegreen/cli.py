@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pytest_bluegreen import operations
-from pytest_bluegreen.colours import COLOURS, Colour, other_colour
+from pytest_bluegreen.colours import COLOURS, Colour
 from pytest_bluegreen.config import load_config
 from pytest_bluegreen.errors import BluegreenError
 from pytest_bluegreen.stack import Progress, Stack
@@ -58,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(
             args.project_dir, args.config, args.compose_file, project_name=args.project_name
         )
+        if args.command == "switch":  # HAProxy's runtime API only: no Docker needed
+            print(operations.switch(config, args.colour))
+            return 0
         stack = Stack(config, progress=progress_printer())
         if args.command == "up":
             colours: list[Colour] = args.colour or list(COLOURS)
@@ -65,15 +68,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"live colour: {stack.router.active_colour()}; public URL: {config.public_url}")
         elif args.command == "down":
             stack.down(volumes=args.volumes)
-        elif args.command == "switch":
-            router = stack.router
-            target: Colour = args.colour or other_colour(router.active_colour())
-            result = router.switch(target)
-            print(
-                f"switched {result.from_colour} -> {result.to_colour} in {result.total_ms:.1f} ms "
-                f"(preflight {result.preflight_ms:.1f}, set map {result.switch_ms:.1f}, "
-                f"persist {result.persist_ms:.1f}, verify {result.verify_ms:.1f})"
-            )
         elif args.command == "status":
             router = stack.router
             print(f"live colour: {router.active_colour()}")

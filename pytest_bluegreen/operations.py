@@ -91,6 +91,29 @@ def plan(config: StackConfig, release: str) -> str:
     return "\n".join(lines)
 
 
+def switch(config: StackConfig, colour: Colour | None = None) -> str:
+    """A manual switch (default: to the idle colour), under the deploy lock, and recorded.
+
+    Never while a deploy runs; afterwards the recorded live colour is the one HAProxy serves,
+    so the next deploy does not take it for a killed deploy's unverified switch.
+    """
+    lock = DeployLock(config.lock_file)
+    lock.acquire(new_deploy_id(), utc_timestamp())
+    try:
+        router = router_for(config)
+        result = router.switch(colour or other_colour(router.active_colour()))
+        state = load_state(config.state_file)
+        state.live = result.to_colour
+        save_state(config.state_file, state)
+    finally:
+        lock.release()
+    return (
+        f"switched {result.from_colour} -> {result.to_colour} in {result.total_ms:.1f} ms "
+        f"(preflight {result.preflight_ms:.1f}, set map {result.switch_ms:.1f}, "
+        f"persist {result.persist_ms:.1f}, verify {result.verify_ms:.1f})"
+    )
+
+
 def rollback(config: StackConfig, progress: Progress) -> str:
     """Switch back to the previous colour if it can still serve, and verify it."""
     lock = DeployLock(config.lock_file)

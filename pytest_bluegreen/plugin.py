@@ -374,7 +374,6 @@ def bluegreen_host(bluegreen_stack: Stack, bluegreen_colour: Colour | None) -> C
     """
     from pytest_bluegreen.hosts import container_host, service_name
 
-
     def host(name: str) -> Any:
         service = service_name(bluegreen_stack.config, bluegreen_colour, name)
         try:

@@ -1,0 +1,60 @@
+"""``bluegreen switch``: under the deploy lock, and recorded as the live colour."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pytest_bluegreen import operations
+from pytest_bluegreen.config import StackConfig
+from pytest_bluegreen.errors import LockError
+from pytest_bluegreen.lock import DeployLock
+from pytest_bluegreen.router import read_map_file, write_map_file
+from pytest_bluegreen.state import ColourState, load_state, save_state
+from tests.unit.fake_haproxy import FakeRuntimeAPI
+
+
+@pytest.fixture
+def config() -> Iterator[StackConfig]:
+    # Unix socket paths are limited to about 100 bytes; tmp_path can be longer.
+    with tempfile.TemporaryDirectory(prefix="bg") as name:
+        config = StackConfig(project_dir=Path(name), state_dir=Path(name) / "state")
+        config.lb_state_dir.mkdir(parents=True)
+        write_map_file(config.map_file, "blue")
+        save_state(config.state_file, ColourState(live="blue", releases={"blue": "r1"}))
+        yield config
+
+
+@pytest.fixture
+def haproxy(config: StackConfig) -> Iterator[FakeRuntimeAPI]:
+    api = FakeRuntimeAPI(config.admin_socket, "/var/lib/bluegreen/active.map")
+    yield api
+    api.close()
+
+
+def test_a_manual_switch_goes_to_the_idle_colour_and_is_recorded(
+    config: StackConfig, haproxy: FakeRuntimeAPI
+) -> None:
+    said = operations.switch(config)
+    assert said.startswith("switched blue -> green in ")
+    assert haproxy.colour == "green"
+    assert read_map_file(config.map_file) == "green"
+    assert load_state(config.state_file).live == "green"
+    assert load_state(config.state_file).releases == {"blue": "r1"}
+    assert DeployLock(config.lock_file).running() is None  # released again
+
+
+def test_a_manual_switch_waits_for_no_deploy(config: StackConfig, haproxy: FakeRuntimeAPI) -> None:
+    deploy = DeployLock(config.lock_file)
+    deploy.acquire("20261202T000000Z-abcdef", "2026-12-02T00:00:00Z")
+    try:
+        with pytest.raises(LockError):
+            operations.switch(config, "green")
+    finally:
+        deploy.release()
+    assert haproxy.colour == "blue"
+    assert not any(c.startswith("set map") for c in haproxy.commands)
+    assert load_state(config.state_file).live == "blue"
