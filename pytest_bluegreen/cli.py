@@ -61,6 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "switch":  # HAProxy's runtime API only: no Docker needed
             print(operations.switch(config, args.colour))
             return 0
+        if args.command == "status":  # the same as pytest --bg-status
+            print(operations.status(config))
+            return 0
         stack = Stack(config, progress=progress_printer())
         if args.command == "up":
             colours: list[Colour] = args.colour or list(COLOURS)
@@ -68,12 +71,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"live colour: {stack.router.active_colour()}; public URL: {config.public_url}")
         elif args.command == "down":
             stack.down(volumes=args.volumes)
-        elif args.command == "status":
-            router = stack.router
-            print(f"live colour: {router.active_colour()}")
-            for colour in COLOURS:
-                for server in router.servers(colour):
-                    print(f"  {colour:5} {server.backend}/{server.server}: {server.status}")
         elif args.command == "retire":
             time.sleep(args.after)
             print(operations.retire(config, args.colour, progress_printer()))

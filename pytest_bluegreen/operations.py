@@ -19,15 +19,22 @@ from pytest_bluegreen.state import load_state, save_state
 
 
 def status(config: StackConfig) -> str:
-    """Live colour (HAProxy's word, else the map file's), releases, last deploy, lock."""
+    """Live colour (HAProxy's word, else the map file's), servers, releases, last deploy, lock.
+
+    ``pytest --bg-status`` and ``bluegreen status`` both print this; it needs no Docker.
+    """
     state = load_state(config.state_file)
     lines = []
+    router = router_for(config)
     try:
-        live: Colour | None = router_for(config).active_colour()
+        live: Colour | None = router.active_colour()
+        servers = [s for colour in COLOURS for s in router.servers(colour)]
         source = "HAProxy runtime API"
     except BluegreenError as exc:
         live, source = read_map_file(config.map_file), f"map file; HAProxy not reachable: {exc}"
+        servers = []
     lines.append(f"live colour: {live or 'none'} ({source})")
+    lines += [f"  server {s.backend}/{s.server}: {s.status}" for s in servers]
     for colour in COLOURS:
         lines.append(f"  {colour} release: {state.releases.get(colour, 'none')}")
     try:

@@ -58,3 +58,21 @@ def test_a_manual_switch_waits_for_no_deploy(config: StackConfig, haproxy: FakeR
     assert haproxy.colour == "blue"
     assert not any(c.startswith("set map") for c in haproxy.commands)
     assert load_state(config.state_file).live == "blue"
+
+
+def test_status_says_the_live_colour_and_every_server_without_docker(
+    config: StackConfig, haproxy: FakeRuntimeAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    haproxy.status["web_green"] = "DOWN"
+    lines = operations.status(config).splitlines()
+    assert lines[0] == "live colour: blue (HAProxy runtime API)"
+    servers = [line for line in lines if line.startswith("  server ")]
+    assert servers == [
+        "  server api_blue/backend-blue: UP",
+        "  server web_blue/frontend-blue: UP",
+        "  server api_green/backend-green: UP",
+        "  server web_green/frontend-green: DOWN",
+    ]
+    assert "  blue release: r1" in lines
+    assert lines[-1] == "deploy running: no"
