@@ -1,7 +1,59 @@
-"""pytest-bluegreen: zero-downtime blue-green deploys of a Compose stack behind HAProxy."""
+"""pytest-bluegreen: zero-downtime blue-green deploys of a Compose stack behind HAProxy.
 
-from pytest_bluegreen.colours import Colour, other_colour
+The public API: suites and a team's own gates import from here, never from the modules inside.
+The names that need the deploy machinery are imported on first use, since pytest loads this
+package for every run of an environment where the plugin is installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any, Final
+
+from pytest_bluegreen.colours import COLOURS, Colour, other_colour
 from pytest_bluegreen.errors import BluegreenError
 
-__all__ = ["BluegreenError", "Colour", "other_colour"]
+if TYPE_CHECKING:
+    from pytest_bluegreen.config import StackConfig
+    from pytest_bluegreen.deploy import Deployment
+    from pytest_bluegreen.probe import Target, https_session
+    from pytest_bluegreen.rehearsal import LiveColourOnCopy, MigrationRehearsal, ScratchDatabase
+    from pytest_bluegreen.stack import Stack
+    from pytest_bluegreen.stages import not_applicable
+
+_LAZY: Final = {
+    "StackConfig": "pytest_bluegreen.config",
+    "Deployment": "pytest_bluegreen.deploy",
+    "Target": "pytest_bluegreen.probe",
+    "https_session": "pytest_bluegreen.probe",
+    "LiveColourOnCopy": "pytest_bluegreen.rehearsal",
+    "MigrationRehearsal": "pytest_bluegreen.rehearsal",
+    "ScratchDatabase": "pytest_bluegreen.rehearsal",
+    "Stack": "pytest_bluegreen.stack",
+    "not_applicable": "pytest_bluegreen.stages",
+}
+
+__all__ = [
+    "COLOURS",
+    "BluegreenError",
+    "Colour",
+    "Deployment",
+    "LiveColourOnCopy",
+    "MigrationRehearsal",
+    "ScratchDatabase",
+    "Stack",
+    "StackConfig",
+    "Target",
+    "https_session",
+    "not_applicable",
+    "other_colour",
+]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """A public name that needs the deploy machinery, imported on first use."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pytest_bluegreen' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import requests
 
-from pytest_bluegreen.probe import Target
+from pytest_bluegreen import Target
 
 
 def assert_served_by(response: requests.Response, target: Target) -> None:

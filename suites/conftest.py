@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from pytest_bluegreen.probe import Target
+from pytest_bluegreen import Target
 
 
 @pytest.fixture

@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 import requests
 
-from pytest_bluegreen.probe import Target, https_session
-from pytest_bluegreen.rehearsal import ScratchDatabase
+from pytest_bluegreen import ScratchDatabase, Target, https_session
 
 
 @pytest.mark.bluegreen_stage("migration")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from pytest_bluegreen import Target, not_applicable
 from pytest_bluegreen.colours import COLOURS, Colour
 from pytest_bluegreen.config import StackConfig
 from pytest_bluegreen.latency import (
@@ -29,8 +30,6 @@ from pytest_bluegreen.latency import (
     pool,
     regression,
 )
-from pytest_bluegreen.probe import Target
-from pytest_bluegreen.stages import not_applicable
 
 
 @dataclass

@@ -14,9 +14,8 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from pytest_bluegreen import LiveColourOnCopy, MigrationRehearsal, not_applicable
 from pytest_bluegreen.errors import BluegreenError
-from pytest_bluegreen.rehearsal import LiveColourOnCopy, MigrationRehearsal
-from pytest_bluegreen.stages import not_applicable
 
 pytestmark = pytest.mark.bluegreen_stage("migration")
 TIMEOUT_S = 10

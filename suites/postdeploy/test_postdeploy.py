@@ -12,8 +12,8 @@ import time
 import pytest
 import requests
 
+from pytest_bluegreen import Target
 from pytest_bluegreen.config import DESIGN_CRITICAL_PATHS
-from pytest_bluegreen.probe import Target
 from suites.checks import assert_served_by
 
 API_BUDGET_S = 0.5  # the design document's bound for the API

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from pytest_bluegreen.probe import Target
+from pytest_bluegreen import Target
 from suites.checks import assert_served_by
 
 TIMEOUT_S = 10
