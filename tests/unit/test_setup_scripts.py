@@ -65,11 +65,26 @@ def system_state() -> dict[str, tuple[int, int, int, int]]:
     return state
 
 
+@pytest.fixture
+def readable_scripts() -> Iterator[Path]:
+    """A copy of scripts/ that any user can read: a checkout in root's private folder is not."""
+    folder = Path(tempfile.mkdtemp(prefix="bg-scripts-"))
+    folder.chmod(0o755)
+    for script in SCRIPTS.glob("*.sh"):
+        shutil.copy(script, folder / script.name)
+        (folder / script.name).chmod(0o755)
+    yield folder
+    shutil.rmtree(folder)
+
+
 def run_script(
-    name: str, env: Mapping[str, str], prefix: list[str] | None = None
+    name: str,
+    env: Mapping[str, str],
+    prefix: list[str] | None = None,
+    scripts: Path = SCRIPTS,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*(prefix or []), "/bin/bash", str(SCRIPTS / name)],
+        [*(prefix or []), "/bin/bash", str(scripts / name)],
         env=dict(env), cwd="/", capture_output=True, text=True, timeout=120,
     )  # fmt: skip
 
@@ -107,7 +122,9 @@ def unreachable_apt(home: Path) -> dict[str, Path]:
     return {"config": config, "lists": home / "state" / "lists"}
 
 
-def test_no_docker_and_not_root_is_one_line(docker_less_path: str, tmp_path: Path) -> None:
+def test_no_docker_and_not_root_is_one_line(
+    docker_less_path: str, readable_scripts: Path, tmp_path: Path
+) -> None:
     before = system_state()
     env = {
         "PATH": docker_less_path,
@@ -115,7 +132,8 @@ def test_no_docker_and_not_root_is_one_line(docker_less_path: str, tmp_path: Pat
         "BLUEGREEN_DOCKERD_LOG": str(tmp_path / "dockerd.log"),
         "BLUEGREEN_APT_LOG": str(tmp_path / "apt.log"),
     }
-    done = run_script("ensure-docker.sh", env, prefix=NOBODY if os.geteuid() == 0 else None)
+    nobody = NOBODY if os.geteuid() == 0 else None
+    done = run_script("ensure-docker.sh", env, prefix=nobody, scripts=readable_scripts)
 
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
