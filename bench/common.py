@@ -29,11 +29,11 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.loadgen import LoadResult, Sample  # noqa: E402
-from pytest_bluegreen import load  # noqa: E402
-from pytest_bluegreen.colours import COLOURS  # noqa: E402
-from pytest_bluegreen.config import StackConfig, load_config  # noqa: E402
-from pytest_bluegreen.errors import BluegreenError  # noqa: E402
-from pytest_bluegreen.stack import Stack  # noqa: E402
+from pytest_bluegreen.adapters.stack import Stack  # noqa: E402
+from pytest_bluegreen.core import load  # noqa: E402
+from pytest_bluegreen.core.colours import COLOURS  # noqa: E402
+from pytest_bluegreen.core.config import StackConfig, load_config  # noqa: E402
+from pytest_bluegreen.core.errors import BluegreenError  # noqa: E402
 
 
 def log(message: str) -> None:

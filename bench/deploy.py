@@ -39,9 +39,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.common import machine_info, ports  # noqa: E402
-from pytest_bluegreen.config import StackConfig, load_config  # noqa: E402
-from pytest_bluegreen.record import DeployRecord, RecordStore  # noqa: E402
-from pytest_bluegreen.stack import Stack  # noqa: E402
+from pytest_bluegreen.adapters.stack import Stack  # noqa: E402
+from pytest_bluegreen.core.config import StackConfig, load_config  # noqa: E402
+from pytest_bluegreen.core.record import DeployRecord, RecordStore  # noqa: E402
 
 PROJECT: Final = "bgbenchdeploy"
 PORTS: Final = ports(47000)

@@ -4,7 +4,7 @@ On one reference stack (Compose project ``bgbench``) under a bounded, fixed-rate
 (keep-alive and new-connection clients together, HTTPS on loopback, :mod:`bench.loadgen`), each
 repetition switches from blue to green with the project's router, then declares the release
 failed (the verdict, at time T) and calls the project's own rollback,
-``pytest_bluegreen.operations.rollback`` (the path of ``pytest --bg-rollback``: deploy lock, the
+``pytest_bluegreen.commands.rollback`` (the path of ``pytest --bg-rollback``: deploy lock, the
 old colour revived if needed, ``set map`` back, then every critical path checked on the public
 URL to come from the old colour). Measured from T:
 
@@ -48,10 +48,11 @@ from bench.common import (  # noqa: E402
     render_table,
 )
 from bench.loadgen import LoadPlan, RunningLoad  # noqa: E402
-from pytest_bluegreen import load, operations  # noqa: E402
-from pytest_bluegreen.colours import Colour  # noqa: E402
-from pytest_bluegreen.record import RecordStore  # noqa: E402
-from pytest_bluegreen.state import ColourState, load_state, save_state  # noqa: E402
+from pytest_bluegreen import commands  # noqa: E402
+from pytest_bluegreen.core import load  # noqa: E402
+from pytest_bluegreen.core.colours import Colour  # noqa: E402
+from pytest_bluegreen.core.record import RecordStore  # noqa: E402
+from pytest_bluegreen.core.state import ColourState, load_state, save_state  # noqa: E402
 
 OLD: Final[Colour] = "blue"
 NEW: Final[Colour] = "green"
@@ -121,7 +122,7 @@ def run_once(
             steps.append((round((time.time() - verdict_at) * 1000, 1), message))
             log(f"rollback: {message}")
 
-        message = operations.rollback(cfg, progress=progress)
+        message = commands.rollback(cfg, progress=progress)
         verified_at = time.time()
         row["steps_ms"] = steps  # the revive's own progress, ms after the verdict
         row["rollback_message"] = message
@@ -236,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     notes = [
         "back on old counts from the verdict, so it includes the rollback's own set-up "
         "(deploy lock, state file, Docker and Compose probes, the revive check) before 'set map'"
-        "; the record's rollback time counts from inside operations.rollback, after that set-up",
+        "; the record's rollback time counts from inside commands.rollback, after that set-up",
     ]
     retired = next((m for m in medians if m["variant"] == "retired"), None)
     if retired:

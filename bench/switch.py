@@ -68,12 +68,12 @@ from bench.common import (  # noqa: E402
     wait_until,
 )
 from bench.loadgen import LoadPlan, LoadResult, RunningLoad  # noqa: E402
-from pytest_bluegreen import load  # noqa: E402
-from pytest_bluegreen.colours import COLOURS, Colour  # noqa: E402
-from pytest_bluegreen.config import LB_STATE_IN_CONTAINER  # noqa: E402
-from pytest_bluegreen.errors import BluegreenError  # noqa: E402
-from pytest_bluegreen.router import HAProxyRouter, RuntimeAPI, write_map_file  # noqa: E402
-from pytest_bluegreen.stack import HAPROXY_CONFIG_IN_CONTAINER as CFG  # noqa: E402
+from pytest_bluegreen.adapters.haproxy import HAProxyRouter, RuntimeAPI, write_map_file  # noqa: E402
+from pytest_bluegreen.adapters.stack import HAPROXY_CONFIG_IN_CONTAINER as CFG  # noqa: E402
+from pytest_bluegreen.core import load  # noqa: E402
+from pytest_bluegreen.core.colours import COLOURS, Colour  # noqa: E402
+from pytest_bluegreen.core.config import LB_STATE_IN_CONTAINER  # noqa: E402
+from pytest_bluegreen.core.errors import BluegreenError  # noqa: E402
 
 OLD: Final[Colour] = "blue"
 NEW: Final[Colour] = "green"

@@ -10,27 +10,31 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any, Final
 
-from pytest_bluegreen.colours import COLOURS, Colour, other_colour
-from pytest_bluegreen.errors import BluegreenError
+from pytest_bluegreen.core.colours import COLOURS, Colour, other_colour
+from pytest_bluegreen.core.errors import BluegreenError
 
 if TYPE_CHECKING:
-    from pytest_bluegreen.config import StackConfig
-    from pytest_bluegreen.deploy import Deployment
-    from pytest_bluegreen.probe import Target, https_session
-    from pytest_bluegreen.rehearsal import LiveColourOnCopy, MigrationRehearsal, ScratchDatabase
-    from pytest_bluegreen.stack import Stack
-    from pytest_bluegreen.stages import not_applicable
+    from pytest_bluegreen.adapters.stack import Stack
+    from pytest_bluegreen.checks.probe import Target, https_session
+    from pytest_bluegreen.checks.rehearsal import (
+        LiveColourOnCopy,
+        MigrationRehearsal,
+        ScratchDatabase,
+    )
+    from pytest_bluegreen.core.config import StackConfig
+    from pytest_bluegreen.core.deployment import Deployment
+    from pytest_bluegreen.tracker import not_applicable
 
 _LAZY: Final = {
-    "StackConfig": "pytest_bluegreen.config",
-    "Deployment": "pytest_bluegreen.deploy",
-    "Target": "pytest_bluegreen.probe",
-    "https_session": "pytest_bluegreen.probe",
-    "LiveColourOnCopy": "pytest_bluegreen.rehearsal",
-    "MigrationRehearsal": "pytest_bluegreen.rehearsal",
-    "ScratchDatabase": "pytest_bluegreen.rehearsal",
-    "Stack": "pytest_bluegreen.stack",
-    "not_applicable": "pytest_bluegreen.stages",
+    "StackConfig": "pytest_bluegreen.core.config",
+    "Deployment": "pytest_bluegreen.core.deployment",
+    "Target": "pytest_bluegreen.checks.probe",
+    "https_session": "pytest_bluegreen.checks.probe",
+    "LiveColourOnCopy": "pytest_bluegreen.checks.rehearsal",
+    "MigrationRehearsal": "pytest_bluegreen.checks.rehearsal",
+    "ScratchDatabase": "pytest_bluegreen.checks.rehearsal",
+    "Stack": "pytest_bluegreen.adapters.stack",
+    "not_applicable": "pytest_bluegreen.tracker",
 }
 
 __all__ = [

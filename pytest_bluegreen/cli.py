@@ -8,11 +8,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from pytest_bluegreen import operations
-from pytest_bluegreen.colours import COLOURS, Colour
-from pytest_bluegreen.config import load_config
-from pytest_bluegreen.errors import BluegreenError
-from pytest_bluegreen.stack import Progress, Stack
+from pytest_bluegreen import commands
+from pytest_bluegreen.adapters.stack import Progress, Stack
+from pytest_bluegreen.core.colours import COLOURS, Colour
+from pytest_bluegreen.core.config import load_config
+from pytest_bluegreen.core.errors import BluegreenError
 
 
 def progress_printer() -> Progress:
@@ -59,10 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.project_dir, args.config, args.compose_file, project_name=args.project_name
         )
         if args.command == "switch":  # HAProxy's runtime API only: no Docker needed
-            print(operations.switch(config, args.colour))
+            print(commands.switch(config, args.colour))
             return 0
         if args.command == "status":  # the same as pytest --bg-status
-            print(operations.status(config))
+            print(commands.status(config))
             return 0
         stack = Stack(config, progress=progress_printer())
         if args.command == "up":
@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stack.down(volumes=args.volumes)
         elif args.command == "retire":
             time.sleep(args.after)
-            print(operations.retire(config, args.colour, progress_printer()))
+            print(commands.retire(config, args.colour, progress_printer()))
     except BluegreenError as exc:
         print(f"bluegreen: error: {exc}", file=sys.stderr)
         return 2

@@ -21,18 +21,18 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_bluegreen.colours import COLOURS, Colour, other_colour
-from pytest_bluegreen.config import DESIGN_CRITICAL_PATHS, StackConfig, load_config
-from pytest_bluegreen.errors import BluegreenError
-from pytest_bluegreen.record import new_deploy_id
-from pytest_bluegreen.stages import STAGE_KEY, STAGES, StageTracker, terminal_writer
-from pytest_bluegreen.state import load_state
+from pytest_bluegreen.core.colours import COLOURS, Colour, other_colour
+from pytest_bluegreen.core.config import DESIGN_CRITICAL_PATHS, StackConfig, load_config
+from pytest_bluegreen.core.errors import BluegreenError
+from pytest_bluegreen.core.record import new_deploy_id
+from pytest_bluegreen.core.state import load_state
+from pytest_bluegreen.tracker import STAGE_KEY, STAGES, StageTracker, terminal_writer
 
 if TYPE_CHECKING:
-    from pytest_bluegreen.deploy import Deployment
-    from pytest_bluegreen.probe import Target
-    from pytest_bluegreen.rehearsal import MigrationRehearsal, ScratchDatabase
-    from pytest_bluegreen.stack import Stack
+    from pytest_bluegreen.adapters.stack import Stack
+    from pytest_bluegreen.checks.probe import Target
+    from pytest_bluegreen.checks.rehearsal import MigrationRehearsal, ScratchDatabase
+    from pytest_bluegreen.core.deployment import Deployment
 
 TRACKER_KEY = pytest.StashKey[StageTracker]()
 RELEASE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
@@ -99,15 +99,15 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     if len(chosen) > 1:
         raise pytest.UsageError("use one of --bg-status, --bg-dry-run, --bg-rollback at a time")
     stack_config = _load(config)
-    from pytest_bluegreen import operations
+    from pytest_bluegreen import commands
 
     try:
         if chosen == ["bg_status"]:
-            print(operations.status(stack_config))
+            print(commands.status(stack_config))
         elif chosen == ["bg_dry_run"]:
-            print(operations.plan(stack_config, config.getoption("bg_release") or "<release>"))
+            print(commands.plan(stack_config, config.getoption("bg_release") or "<release>"))
         else:
-            print(operations.rollback(stack_config, progress=print))
+            print(commands.rollback(stack_config, progress=print))
     except BluegreenError as exc:
         print(f"bluegreen: error: {exc}", file=sys.stderr)
         return 2
@@ -139,11 +139,11 @@ def pytest_configure(config: pytest.Config) -> None:
                 f"bluegreen: suite not found: {stack_config.project_dir / suite}"
             )
     config.args = [
-        str(Path(__file__).with_name("deploy_stages.py")),
+        str(Path(__file__).with_name("stage_items.py")),
         *(str(stack_config.project_dir / suite) for suite in suites),
         *explicit,
     ]
-    from pytest_bluegreen.deploy import Deployment
+    from pytest_bluegreen.core.deployment import Deployment
 
     deploy_id = new_deploy_id()
     reports = _default_reports(config, stack_config, deploy_id)
@@ -166,7 +166,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _default_reports(config: pytest.Config, stack: StackConfig, deploy_id: str) -> dict[str, str]:
     """Every deploy leaves an HTML report and a JUnit file: under the state folder by default."""
-    from pytest_bluegreen import report
+    from pytest_bluegreen.reporting import report
 
     defaults = report.report_paths(stack, deploy_id)
     written = {}
@@ -189,7 +189,7 @@ def pytest_html_results_summary(
     tracker = session.config.stash.get(TRACKER_KEY, None)
     deployment = tracker.deployment if tracker else None
     if deployment is not None:
-        from pytest_bluegreen import report
+        from pytest_bluegreen.reporting import report
 
         prefix.extend(report.sections(deployment.record, deployment.config, deployment.secrets))
 
@@ -201,7 +201,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     paths = [getattr(config.option, option, None) for option in ("htmlpath", "xmlpath")]
     if deployment is None or not any(paths):
         return
-    from pytest_bluegreen import report
+    from pytest_bluegreen.reporting import report
 
     for path in paths:
         if path:
@@ -253,7 +253,7 @@ def _recorded_live(config: StackConfig) -> Colour | None:
     """Outside a deploy: the live colour as recorded, else as HAProxy serves it."""
     live = load_state(config.state_file).live
     if live is None and config.admin_socket.exists():
-        from pytest_bluegreen.stack import router_for
+        from pytest_bluegreen.adapters.stack import router_for
 
         try:
             live = router_for(config).active_colour()
@@ -273,7 +273,7 @@ def bluegreen_target(
     In a deploy: the idle colour during the gates, the public URL after the switch. On its own:
     ``--bg-target``, else the stack's public URL with its recorded live colour and release.
     """
-    from pytest_bluegreen.probe import Target
+    from pytest_bluegreen.checks.probe import Target
 
     deployment = _deployment(request)
     if deployment is not None:
@@ -357,7 +357,7 @@ def bluegreen_stack(request: pytest.FixtureRequest) -> Stack:
     deployment = _deployment(request)
     if deployment is not None:
         return deployment.stack
-    from pytest_bluegreen.stack import Stack
+    from pytest_bluegreen.adapters.stack import Stack
 
     try:
         return Stack(_config(request))
@@ -372,7 +372,7 @@ def bluegreen_host(bluegreen_stack: Stack, bluegreen_colour: Colour | None) -> C
     A role ("backend", "frontend") means the service of the colour under test; any other name
     ("db", "loadbalancer") is taken as the Compose service it names.
     """
-    from pytest_bluegreen.hosts import container_host, service_name
+    from pytest_bluegreen.adapters.testinfra_hosts import container_host, service_name
 
     def host(name: str) -> Any:
         service = service_name(bluegreen_stack.config, bluegreen_colour, name)

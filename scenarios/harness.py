@@ -20,13 +20,13 @@ from pathlib import Path
 
 import requests
 
-from pytest_bluegreen.backup import DatabaseBackup
-from pytest_bluegreen.colours import Colour, other_colour
-from pytest_bluegreen.config import StackConfig, load_config
-from pytest_bluegreen.load import LoadRun
-from pytest_bluegreen.lock import DeployLock
-from pytest_bluegreen.record import DeployRecord, RecordStore
-from pytest_bluegreen.stack import Stack
+from pytest_bluegreen.adapters.locust_load import LoadRun
+from pytest_bluegreen.adapters.postgres import DatabaseBackup
+from pytest_bluegreen.adapters.stack import Stack
+from pytest_bluegreen.core.colours import Colour, other_colour
+from pytest_bluegreen.core.config import StackConfig, load_config
+from pytest_bluegreen.core.lock import DeployLock
+from pytest_bluegreen.core.record import DeployRecord, RecordStore
 
 REPO = Path(__file__).resolve().parents[1]
 BASE_COMPOSE = REPO / "docker-compose.blue-green.yml"

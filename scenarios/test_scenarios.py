@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pytest_bluegreen.record import DeployRecord, RecordStore
+from pytest_bluegreen.core.record import DeployRecord, RecordStore
 from scenarios.harness import ReportReader, ScenarioHost, Users
 from scenarios.library import LIBRARY, Scenario
 

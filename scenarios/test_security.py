@@ -12,8 +12,8 @@ import subprocess
 import pytest
 import requests
 
-from pytest_bluegreen.colours import COLOURS, Colour
-from pytest_bluegreen.stack import GENERATED_SECRETS
+from pytest_bluegreen.adapters.stack import GENERATED_SECRETS
+from pytest_bluegreen.core.colours import COLOURS, Colour
 from scenarios.harness import PROJECT, ScenarioHost, Webhook
 
 # Processes that may run as root in a container: the init the database uses as PID 1, and the

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from pytest_bluegreen.colours import Colour
-from pytest_bluegreen.hosts import service_name
-from pytest_bluegreen.stack import Stack
+from pytest_bluegreen.adapters.stack import Stack
+from pytest_bluegreen.adapters.testinfra_hosts import service_name
+from pytest_bluegreen.core.colours import Colour
 
 ROLES = ("backend", "frontend")
 

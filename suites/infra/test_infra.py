@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_bluegreen.config import StackConfig
+from pytest_bluegreen.core.config import StackConfig
 from suites.infra import checks
 from suites.infra.conftest import ROLES, Container
 

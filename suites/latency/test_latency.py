@@ -19,9 +19,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from pytest_bluegreen import Target, not_applicable
-from pytest_bluegreen.colours import COLOURS, Colour
-from pytest_bluegreen.config import StackConfig
-from pytest_bluegreen.latency import (
+from pytest_bluegreen.checks.latency import (
     Measurement,
     TargetLatency,
     budget_problems,
@@ -30,6 +28,8 @@ from pytest_bluegreen.latency import (
     pool,
     regression,
 )
+from pytest_bluegreen.core.colours import COLOURS, Colour
+from pytest_bluegreen.core.config import StackConfig
 
 
 @dataclass

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from pytest_bluegreen import LiveColourOnCopy, MigrationRehearsal, not_applicable
-from pytest_bluegreen.errors import BluegreenError
+from pytest_bluegreen.core.errors import BluegreenError
 
 pytestmark = pytest.mark.bluegreen_stage("migration")
 TIMEOUT_S = 10

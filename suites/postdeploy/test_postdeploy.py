@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from pytest_bluegreen import Target
-from pytest_bluegreen.config import DESIGN_CRITICAL_PATHS
+from pytest_bluegreen.core.config import DESIGN_CRITICAL_PATHS
 from suites.checks import assert_served_by
 
 API_BUDGET_S = 0.5  # the design document's bound for the API

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from pytest_bluegreen.config import StackConfig, load_config
-from pytest_bluegreen.stack import Stack
+from pytest_bluegreen.adapters.stack import Stack
+from pytest_bluegreen.core.config import StackConfig, load_config
 from tests.images import ThrowawayImages
 
 REPO = Path(__file__).resolve().parents[2]

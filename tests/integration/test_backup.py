@@ -17,15 +17,15 @@ from typing import TypeVar
 
 import pytest
 
-from pytest_bluegreen.backup import (
+from pytest_bluegreen.adapters.postgres import (
     BackupResult,
     DatabaseBackup,
     checksum_file,
     file_sha256,
     verify_checksum,
 )
-from pytest_bluegreen.errors import BackupError
-from pytest_bluegreen.stack import Stack
+from pytest_bluegreen.adapters.stack import Stack
+from pytest_bluegreen.core.errors import BackupError
 from tests.images import ThrowawayImages
 from tests.integration.conftest import make_config, progress
 

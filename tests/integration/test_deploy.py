@@ -21,12 +21,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from pytest_bluegreen.backup import DatabaseBackup
-from pytest_bluegreen.colours import Colour, other_colour
-from pytest_bluegreen.lock import DeployLock
-from pytest_bluegreen.record import DeployRecord, RecordStore
-from pytest_bluegreen.stack import Stack
-from pytest_bluegreen.state import load_state
+from pytest_bluegreen.adapters.postgres import DatabaseBackup
+from pytest_bluegreen.adapters.stack import Stack
+from pytest_bluegreen.core.colours import Colour, other_colour
+from pytest_bluegreen.core.lock import DeployLock
+from pytest_bluegreen.core.record import DeployRecord, RecordStore
+from pytest_bluegreen.core.state import load_state
 from tests.images import ThrowawayImages
 from tests.integration.conftest import REPO, make_config, progress
 

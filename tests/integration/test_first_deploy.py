@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from pytest_bluegreen.config import load_config
-from pytest_bluegreen.record import RecordStore
-from pytest_bluegreen.stack import Stack
+from pytest_bluegreen.adapters.stack import Stack
+from pytest_bluegreen.core.config import load_config
+from pytest_bluegreen.core.record import RecordStore
 from tests.images import ThrowawayImages
 from tests.integration.conftest import REPO, progress
 

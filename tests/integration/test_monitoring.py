@@ -26,9 +26,9 @@ from typing import Any, TypeVar
 import pytest
 import requests
 
-from pytest_bluegreen import metrics
-from pytest_bluegreen.compose import detect_compose_command
-from pytest_bluegreen.record import DeployRecord, new_deploy_id, utc_timestamp
+from pytest_bluegreen.adapters.compose import detect_compose_command
+from pytest_bluegreen.core.record import DeployRecord, new_deploy_id, utc_timestamp
+from pytest_bluegreen.reporting import metrics
 from tests.images import ThrowawayImages
 from tests.integration.conftest import REPO
 

@@ -10,8 +10,8 @@ import sys
 import pytest
 import requests
 
-from pytest_bluegreen.colours import COLOURS
-from pytest_bluegreen.config import StackConfig
+from pytest_bluegreen.core.colours import COLOURS
+from pytest_bluegreen.core.config import StackConfig
 from tests.integration.conftest import REPO, RunningStack
 
 # From no containers to every service healthy; measured at about 60 s on 2 cores with cached images.

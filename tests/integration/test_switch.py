@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import requests
 
-from pytest_bluegreen.router import read_map_file
+from pytest_bluegreen.adapters.haproxy import read_map_file
 from tests.integration.conftest import RunningStack
 
 REQUESTS_PER_CLIENT = 40

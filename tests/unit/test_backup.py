@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen.backup import (
+from pytest_bluegreen.adapters.postgres import (
     DatabaseBackup,
     checksum_file,
     file_sha256,
@@ -17,7 +17,7 @@ from pytest_bluegreen.backup import (
     verify_checksum,
     write_checksum,
 )
-from pytest_bluegreen.errors import BackupError
+from pytest_bluegreen.core.errors import BackupError
 
 
 def make_dump(folder: Path, name: str, mtime: int, content: bytes = b"PGDMP") -> Path:

@@ -6,9 +6,14 @@ from typing import Any
 
 import pytest
 
-from pytest_bluegreen import compose as compose_module
-from pytest_bluegreen.compose import Compose, PublishedPort, ServiceSpec, detect_compose_command
-from pytest_bluegreen.errors import ComposeError, DiskFull, DockerUnavailable
+from pytest_bluegreen.adapters import compose as compose_module
+from pytest_bluegreen.adapters.compose import (
+    Compose,
+    PublishedPort,
+    ServiceSpec,
+    detect_compose_command,
+)
+from pytest_bluegreen.core.errors import ComposeError, DiskFull, DockerUnavailable
 
 
 def completed(returncode: int, stdout: str = "", stderr: str = "") -> Any:

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen.config import load_config, read_env_file
-from pytest_bluegreen.errors import ConfigError
+from pytest_bluegreen.core.config import load_config, read_env_file
+from pytest_bluegreen.core.errors import ConfigError
 
 
 @pytest.fixture

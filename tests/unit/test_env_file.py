@@ -3,8 +3,8 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from pytest_bluegreen.config import read_env_file
-from pytest_bluegreen.stack import GENERATED_SECRETS, ensure_env_file
+from pytest_bluegreen.adapters.stack import GENERATED_SECRETS, ensure_env_file
+from pytest_bluegreen.core.config import read_env_file
 
 EXAMPLE = """# comment stays
 POSTGRES_PASSWORD=change-me

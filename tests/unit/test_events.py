@@ -14,15 +14,10 @@ from typing import Any
 
 import pytest
 
-from pytest_bluegreen.events import (
-    DeliveryFailure,
-    EventLog,
-    Notifier,
-    display_url,
-    redact,
-    summary_line,
-)
-from pytest_bluegreen.record import DeployRecord, parse_timestamp, utc_timestamp
+from pytest_bluegreen.core.record import DeployRecord, parse_timestamp, utc_timestamp
+from pytest_bluegreen.reporting.events import EventLog
+from pytest_bluegreen.reporting.notify import DeliveryFailure, Notifier, summary_line
+from pytest_bluegreen.reporting.secrets import display_url, redact
 
 SECRET = "hunter2-db-password"
 TOKEN = "xoxb-webhook-token-123"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen.latency import (
+from pytest_bluegreen.checks.latency import (
     Percentiles,
     RequestError,
     TargetLatency,
@@ -17,7 +17,7 @@ from pytest_bluegreen.latency import (
     pool,
     regression,
 )
-from pytest_bluegreen.load import percentile
+from pytest_bluegreen.core.load import percentile
 
 SUITE = Path(__file__).resolve().parents[2] / "suites" / "latency" / "test_latency.py"
 
@@ -246,8 +246,8 @@ def test_pooled_runs_judge_more_requests(stubs: dict[str, Stub]) -> None:
 
 CONFTEST = """
 import pytest
-from pytest_bluegreen.config import StackConfig
-from pytest_bluegreen.probe import Target
+from pytest_bluegreen.core.config import StackConfig
+from pytest_bluegreen.checks.probe import Target
 
 URLS = {urls!r}
 PATHS = ("/", "/aptos", "/api/v1/aptos/", "/api/v1/health", "/health")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen.errors import LockError
-from pytest_bluegreen.lock import DeployLock, LockHolder
+from pytest_bluegreen.core.errors import LockError
+from pytest_bluegreen.core.lock import DeployLock, LockHolder
 
 
 def test_second_holder_is_refused_with_the_first_named(tmp_path: Path) -> None:
@@ -38,7 +38,7 @@ def test_a_killed_holder_is_detected_not_obeyed(tmp_path: Path) -> None:
     script = (
         "import os, sys\n"
         "from pathlib import Path\n"
-        "from pytest_bluegreen.lock import DeployLock\n"
+        "from pytest_bluegreen.core.lock import DeployLock\n"
         f"DeployLock(Path({str(path)!r})).acquire('killed-1', 't0')\n"
         "os.kill(os.getpid(), 9)\n"
     )

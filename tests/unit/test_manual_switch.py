@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen import operations
-from pytest_bluegreen.config import StackConfig
-from pytest_bluegreen.errors import LockError
-from pytest_bluegreen.lock import DeployLock
-from pytest_bluegreen.router import read_map_file, write_map_file
-from pytest_bluegreen.state import ColourState, load_state, save_state
+from pytest_bluegreen import commands
+from pytest_bluegreen.adapters.haproxy import read_map_file, write_map_file
+from pytest_bluegreen.core.config import StackConfig
+from pytest_bluegreen.core.errors import LockError
+from pytest_bluegreen.core.lock import DeployLock
+from pytest_bluegreen.core.state import ColourState, load_state, save_state
 from tests.unit.fake_haproxy import FakeRuntimeAPI
 
 
@@ -38,7 +38,7 @@ def haproxy(config: StackConfig) -> Iterator[FakeRuntimeAPI]:
 def test_a_manual_switch_goes_to_the_idle_colour_and_is_recorded(
     config: StackConfig, haproxy: FakeRuntimeAPI
 ) -> None:
-    said = operations.switch(config)
+    said = commands.switch(config)
     assert said.startswith("switched blue -> green in ")
     assert haproxy.colour == "green"
     assert read_map_file(config.map_file) == "green"
@@ -52,7 +52,7 @@ def test_a_manual_switch_waits_for_no_deploy(config: StackConfig, haproxy: FakeR
     deploy.acquire("20261202T000000Z-abcdef", "2026-12-02T00:00:00Z")
     try:
         with pytest.raises(LockError):
-            operations.switch(config, "green")
+            commands.switch(config, "green")
     finally:
         deploy.release()
     assert haproxy.colour == "blue"
@@ -65,7 +65,7 @@ def test_status_says_the_live_colour_and_every_server_without_docker(
 ) -> None:
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     haproxy.status["web_green"] = "DOWN"
-    lines = operations.status(config).splitlines()
+    lines = commands.status(config).splitlines()
     assert lines[0] == "live colour: blue (HAProxy runtime API)"
     servers = [line for line in lines if line.startswith("  server ")]
     assert servers == [

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pytest_bluegreen.metrics import push, render, write_textfile
-from pytest_bluegreen.record import DeployRecord
+from pytest_bluegreen.core.record import DeployRecord
+from pytest_bluegreen.reporting.metrics import push, render, write_textfile
 
 
 def record(result: str = "rolled_back", deploy_id: str = "20261129T001503Z-00ab12") -> DeployRecord:

@@ -25,7 +25,8 @@ def test_loading_the_plugin_imports_no_deploy_machinery() -> None:
     probe = (
         "import sys, pytest_bluegreen, pytest_bluegreen.plugin; "
         "heavy = ('docker', 'requests', 'testinfra', 'cryptography', 'prometheus_client', "
-        "'yaml', 'pytest_bluegreen.deploy', 'pytest_bluegreen.stack', 'pytest_bluegreen.report'); "
+        "'yaml', 'pytest_bluegreen.core.deployment', 'pytest_bluegreen.adapters.stack', "
+        "'pytest_bluegreen.reporting.report'); "
         "print(sorted(m for m in heavy if m in sys.modules))"
     )
     result = subprocess.run(

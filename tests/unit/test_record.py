@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pytest_bluegreen.record import (
+from pytest_bluegreen.core.record import (
     DeployRecord,
     RecordStore,
     StageRecord,

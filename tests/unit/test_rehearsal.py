@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen.config import StackConfig
-from pytest_bluegreen.errors import StackError
-from pytest_bluegreen.hosts import service_name
-from pytest_bluegreen.rehearsal import error_lines, pending_migrations
+from pytest_bluegreen.adapters.testinfra_hosts import service_name
+from pytest_bluegreen.checks.rehearsal import error_lines, pending_migrations
+from pytest_bluegreen.core.config import StackConfig
+from pytest_bluegreen.core.errors import StackError
 
 PLAN = """\
 [X]  contenttypes.0001_initial

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen import report
-from pytest_bluegreen.chart import load_chart, stage_timeline
-from pytest_bluegreen.config import StackConfig, load_config
-from pytest_bluegreen.events import secret_values
-from pytest_bluegreen.record import DeployRecord
+from pytest_bluegreen.core.config import StackConfig, load_config
+from pytest_bluegreen.core.record import DeployRecord
+from pytest_bluegreen.reporting import report
+from pytest_bluegreen.reporting.chart import load_chart, stage_timeline
+from pytest_bluegreen.reporting.secrets import secret_values
 from scenarios.harness import ReportReader
 
 SVG = "{http://www.w3.org/2000/svg}"

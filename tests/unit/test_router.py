@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen.config import StackConfig
-from pytest_bluegreen.errors import RouterError
-from pytest_bluegreen.router import (
+from pytest_bluegreen.adapters.haproxy import (
     HAProxyRouter,
     RuntimeAPI,
     parse_show_map,
@@ -17,6 +15,8 @@ from pytest_bluegreen.router import (
     read_map_file,
     write_map_file,
 )
+from pytest_bluegreen.core.config import StackConfig
+from pytest_bluegreen.core.errors import RouterError
 from tests.unit.fake_haproxy import STAT_HEADER, FakeRuntimeAPI
 
 MAP = "/var/lib/bluegreen/active.map"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pytest_bluegreen.config import StackConfig
-from pytest_bluegreen.deploy import Deployment
-from pytest_bluegreen.events import secret_values
+from pytest_bluegreen.core.config import StackConfig
+from pytest_bluegreen.core.deployment import Deployment
+from pytest_bluegreen.reporting.secrets import secret_values
 
 
 def test_secret_looking_names_are_secrets_whatever_they_are_called() -> None:

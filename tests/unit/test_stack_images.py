@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen.compose import Compose, PublishedPort, ServiceSpec
-from pytest_bluegreen.config import StackConfig
-from pytest_bluegreen.errors import PortInUse
-from pytest_bluegreen.stack import Stack, port_in_use, repository
+from pytest_bluegreen.adapters.compose import Compose, PublishedPort, ServiceSpec
+from pytest_bluegreen.adapters.stack import Stack, port_in_use, repository
+from pytest_bluegreen.core.config import StackConfig
+from pytest_bluegreen.core.errors import PortInUse
 
 
 class StandInEngine:

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen.errors import ConfigError
-from pytest_bluegreen.state import ColourState, load_state, save_state
+from pytest_bluegreen.core.errors import ConfigError
+from pytest_bluegreen.core.state import ColourState, load_state, save_state
 
 
 def test_round_trip_and_release_env(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from pytest_bluegreen.tls import ca_path, certificate_valid, ensure_certificate
+from pytest_bluegreen.adapters.tls import ca_path, certificate_valid, ensure_certificate
 
 
 def test_writes_certificate_and_key_for_haproxy(tmp_path: Path) -> None:

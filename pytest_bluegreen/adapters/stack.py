@@ -15,14 +15,24 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Final
 
-from pytest_bluegreen.colours import COLOURS, Colour
-from pytest_bluegreen.compose import Compose, PublishedPort, ServiceSpec, detect_compose_command
-from pytest_bluegreen.config import LB_STATE_IN_CONTAINER, PORT_SETTINGS, StackConfig
-from pytest_bluegreen.engine import DockerEngine
-from pytest_bluegreen.errors import BluegreenError, PortInUse, StackError
-from pytest_bluegreen.probe import check_colour_serves
-from pytest_bluegreen.router import HAProxyRouter, RuntimeAPI, read_map_file, write_map_file
-from pytest_bluegreen.tls import ensure_certificate
+from pytest_bluegreen.adapters.compose import (
+    Compose,
+    PublishedPort,
+    ServiceSpec,
+    detect_compose_command,
+)
+from pytest_bluegreen.adapters.docker_engine import DockerEngine
+from pytest_bluegreen.adapters.haproxy import (
+    HAProxyRouter,
+    RuntimeAPI,
+    read_map_file,
+    write_map_file,
+)
+from pytest_bluegreen.adapters.tls import ensure_certificate
+from pytest_bluegreen.checks.probe import check_colour_serves
+from pytest_bluegreen.core.colours import COLOURS, Colour
+from pytest_bluegreen.core.config import LB_STATE_IN_CONTAINER, PORT_SETTINGS, StackConfig
+from pytest_bluegreen.core.errors import BluegreenError, PortInUse, StackError
 
 Progress = Callable[[str], None]
 

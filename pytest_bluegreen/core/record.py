@@ -21,8 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from pytest_bluegreen.colours import Colour, is_colour
-from pytest_bluegreen.files import write_atomically
+from pytest_bluegreen.core.colours import Colour, is_colour
+from pytest_bluegreen.core.files import write_atomically
 
 Result = Literal["running", "deployed", "aborted", "rolled_back", "interrupted"]
 RESULTS: Final[tuple[Result, ...]] = (

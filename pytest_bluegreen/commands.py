@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import time
 
-from pytest_bluegreen import metrics
-from pytest_bluegreen.colours import COLOURS, Colour, other_colour
-from pytest_bluegreen.compose import detect_compose_command
-from pytest_bluegreen.config import StackConfig
-from pytest_bluegreen.errors import BluegreenError, DeployError, LockError
-from pytest_bluegreen.lock import DeployLock
-from pytest_bluegreen.probe import check_colour_serves
-from pytest_bluegreen.record import DeployRecord, RecordStore, new_deploy_id, utc_timestamp
-from pytest_bluegreen.router import read_map_file
-from pytest_bluegreen.stack import Progress, Stack, router_for
-from pytest_bluegreen.stages import STAGES
-from pytest_bluegreen.state import load_state, save_state
+from pytest_bluegreen.adapters.compose import detect_compose_command
+from pytest_bluegreen.adapters.haproxy import read_map_file
+from pytest_bluegreen.adapters.stack import Progress, Stack, router_for
+from pytest_bluegreen.checks.probe import check_colour_serves
+from pytest_bluegreen.core.colours import COLOURS, Colour, other_colour
+from pytest_bluegreen.core.config import StackConfig
+from pytest_bluegreen.core.errors import BluegreenError, DeployError, LockError
+from pytest_bluegreen.core.lock import DeployLock
+from pytest_bluegreen.core.record import DeployRecord, RecordStore, new_deploy_id, utc_timestamp
+from pytest_bluegreen.core.state import load_state, save_state
+from pytest_bluegreen.reporting import metrics
+from pytest_bluegreen.tracker import STAGES
 
 
 def status(config: StackConfig) -> str:

@@ -19,10 +19,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from pytest_bluegreen.config import StackConfig
-from pytest_bluegreen.events import display_url
-from pytest_bluegreen.files import write_atomically
-from pytest_bluegreen.record import RESULTS, DeployRecord, RecordStore, parse_timestamp
+from pytest_bluegreen.core.config import StackConfig
+from pytest_bluegreen.core.files import write_atomically
+from pytest_bluegreen.core.record import RESULTS, DeployRecord, RecordStore, parse_timestamp
+from pytest_bluegreen.reporting.secrets import display_url
 
 PUSH_JOB: Final = "bluegreen"
 

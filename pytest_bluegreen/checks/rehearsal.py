@@ -20,11 +20,11 @@ from typing import Final
 
 import requests
 
-from pytest_bluegreen.backup import DatabaseBackup
-from pytest_bluegreen.colours import Colour
-from pytest_bluegreen.engine import DockerEngine
-from pytest_bluegreen.errors import BluegreenError, DeployError
-from pytest_bluegreen.stack import Stack
+from pytest_bluegreen.adapters.docker_engine import DockerEngine
+from pytest_bluegreen.adapters.postgres import DatabaseBackup
+from pytest_bluegreen.adapters.stack import Stack
+from pytest_bluegreen.core.colours import Colour
+from pytest_bluegreen.core.errors import BluegreenError, DeployError
 
 SCRATCH_SUFFIX: Final = "_rehearsal"
 # `showmigrations --plan` lines: "[ ]  aptos.0002_drop_phone" (pending) or "[X]  ..." (applied).

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from pytest_bluegreen.errors import ComposeError, DiskFull, DockerUnavailable
+from pytest_bluegreen.core.errors import ComposeError, DiskFull, DockerUnavailable
 
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from pytest_bluegreen.errors import LockError
+from pytest_bluegreen.core.errors import LockError
 
 
 @dataclass(frozen=True, slots=True)

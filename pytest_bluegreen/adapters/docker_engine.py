@@ -10,7 +10,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from pytest_bluegreen.errors import DockerUnavailable, StackError
+from pytest_bluegreen.core.errors import DockerUnavailable, StackError
 
 
 @dataclass(frozen=True, slots=True)

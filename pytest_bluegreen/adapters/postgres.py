@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final
 
-from pytest_bluegreen.errors import BackupError
-from pytest_bluegreen.files import fsync_dir, write_atomically
+from pytest_bluegreen.core.errors import BackupError
+from pytest_bluegreen.core.files import fsync_dir, write_atomically
 
 COUNTS_PREFIX: Final = "BG-ROWCOUNTS "
 DEFAULT_TIMEOUT_S: Final = 600.0

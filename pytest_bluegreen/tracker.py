@@ -3,7 +3,8 @@
 Items belong to a stage through the ``bluegreen_stage`` marker, or by where they live: the
 post-deploy suite is the ``verify`` stage, every other collected test is a ``gates`` test. The
 first failure stops the deploy: later items are skipped with the reason, and the session
-fixture's finalizer concludes with an abort or a rollback (see :mod:`pytest_bluegreen.deploy`).
+fixture's finalizer concludes with an abort or a rollback
+(see :mod:`pytest_bluegreen.core.deployment`).
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_bluegreen.deploy import Deployment
+    from pytest_bluegreen.core.deployment import Deployment
 
-# The stages of a deploy, in order (deploy_stages.py has one item for each of the built-in ones).
+# The stages of a deploy, in order (stage_items.py has one item for each of the built-in ones).
 STAGES: Final = (
     "prerequisites",
     "colours",

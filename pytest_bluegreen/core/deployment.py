@@ -16,21 +16,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pytest_bluegreen import metrics
-from pytest_bluegreen.backup import DatabaseBackup
-from pytest_bluegreen.colours import Colour, other_colour
-from pytest_bluegreen.compose import ServiceSpec
-from pytest_bluegreen.config import StackConfig
-from pytest_bluegreen.errors import BluegreenError, DeployError
-from pytest_bluegreen.events import EventLog, NotificationKind, Notifier, redact, secret_values
-from pytest_bluegreen.load import LoadFigures, LoadRun, figures, last_second
-from pytest_bluegreen.lock import DeployLock, LockHolder
-from pytest_bluegreen.probe import check_colour_serves
-from pytest_bluegreen.record import DeployRecord, RecordStore, new_deploy_id, utc_timestamp
-from pytest_bluegreen.rehearsal import MigrationRehearsal
-from pytest_bluegreen.router import write_map_file
-from pytest_bluegreen.stack import Progress, Stack
-from pytest_bluegreen.state import ColourState, load_state, save_state
+from pytest_bluegreen.adapters.compose import ServiceSpec
+from pytest_bluegreen.adapters.haproxy import write_map_file
+from pytest_bluegreen.adapters.locust_load import LoadRun
+from pytest_bluegreen.adapters.postgres import DatabaseBackup
+from pytest_bluegreen.adapters.stack import Progress, Stack
+from pytest_bluegreen.checks.probe import check_colour_serves
+from pytest_bluegreen.checks.rehearsal import MigrationRehearsal
+from pytest_bluegreen.core.colours import Colour, other_colour
+from pytest_bluegreen.core.config import StackConfig
+from pytest_bluegreen.core.errors import BluegreenError, DeployError
+from pytest_bluegreen.core.load import LoadFigures, figures, last_second
+from pytest_bluegreen.core.lock import DeployLock, LockHolder
+from pytest_bluegreen.core.record import DeployRecord, RecordStore, new_deploy_id, utc_timestamp
+from pytest_bluegreen.core.state import ColourState, load_state, save_state
+from pytest_bluegreen.reporting import metrics
+from pytest_bluegreen.reporting.events import EventLog
+from pytest_bluegreen.reporting.notify import NotificationKind, Notifier
+from pytest_bluegreen.reporting.secrets import redact, secret_values
 
 
 class Deployment:

@@ -10,9 +10,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pytest_bluegreen.colours import COLOURS, Colour, is_colour
-from pytest_bluegreen.errors import ConfigError
-from pytest_bluegreen.files import write_atomically
+from pytest_bluegreen.core.colours import COLOURS, Colour, is_colour
+from pytest_bluegreen.core.errors import ConfigError
+from pytest_bluegreen.core.files import write_atomically
 
 
 @dataclass(slots=True)

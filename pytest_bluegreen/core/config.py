@@ -17,8 +17,8 @@ from typing import Any, Final
 
 import tomllib
 
-from pytest_bluegreen.colours import Colour
-from pytest_bluegreen.errors import ConfigError
+from pytest_bluegreen.core.colours import Colour
+from pytest_bluegreen.core.errors import ConfigError
 
 CONFIG_FILES: Final = ("pyproject.toml", "bluegreen.toml")
 PROJECT_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_-]*")

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from pytest_bluegreen.colours import Colour, is_colour
-from pytest_bluegreen.errors import RouterError
-from pytest_bluegreen.files import write_atomically
+from pytest_bluegreen.core.colours import Colour, is_colour
+from pytest_bluegreen.core.errors import RouterError
+from pytest_bluegreen.core.files import write_atomically
 
 MAP_KEY: Final = "active"
 # Server rows only (every proxy, type 4 = servers, every server): a fraction of the full

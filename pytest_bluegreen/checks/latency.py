@@ -17,8 +17,8 @@ from typing import Final
 
 import requests
 
-from pytest_bluegreen.load import percentile
-from pytest_bluegreen.probe import https_session
+from pytest_bluegreen.checks.probe import https_session
+from pytest_bluegreen.core.load import percentile
 
 REQUEST_TIMEOUT_S: Final = 10.0
 MAX_DURATION_S: Final = 120.0

@@ -1,173 +1,43 @@
-"""What a deploy tells the outside while it runs: a JSON event log, a progress line, webhooks.
+"""Webhooks: deploy news to chat or any JSON endpoint, secrets masked, never raising.
 
-All three pass every string through :func:`redact` first: a deploy handles database passwords and
-webhook tokens, and neither a log file nor a chat channel is the place for them. A notification
-that cannot be delivered is reported to the caller, never raised: the deploy matters more.
+A notification that cannot be delivered is reported to the caller: the deploy matters more.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
-import os
-import re
-import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 import requests
 
-from pytest_bluegreen.record import DeployRecord, utc_timestamp
-
-REDACTED: Final = "***"
-MIN_SECRET_LENGTH: Final = 4  # shorter "secrets" would blank out ordinary words and numbers
-LEVELS: Final[tuple[str, ...]] = ("debug", "info", "warning", "error")
-_ENVELOPE_KEYS: Final = frozenset({"ts", "level", "event", "deploy_id"})
-
-
-# Names whose values are never shown, whatever they hold: the one secret policy of every output.
-SECRET_NAME: Final = re.compile(
-    r"PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|PRIVATE|_KEY$|^KEY$", re.I
-)
-
-
-def secret_values(environment: Mapping[str, str], known: Iterable[str] = ()) -> tuple[str, ...]:
-    """Every value to mask: ``known`` and the values of the secret-looking names in the env."""
-    named = [value for name, value in environment.items() if SECRET_NAME.search(name)]
-    return usable_secrets([*known, *named])
-
-
-def usable_secrets(secrets: Iterable[str]) -> tuple[str, ...]:
-    """The secrets worth hiding, longest first."""
-    kept = {s for s in secrets if len(s) >= MIN_SECRET_LENGTH and s.strip()}
-    return tuple(sorted(kept, key=lambda s: (-len(s), s)))
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every occurrence of a secret replaced by ``***``.
-
-    Overlapping occurrences are merged, so no fragment of one secret survives the masking of
-    another. Secrets under four characters are ignored.
-    """
-    spans: list[tuple[int, int]] = []
-    for secret in usable_secrets(secrets):
-        start = text.find(secret)
-        while start != -1:
-            spans.append((start, start + len(secret)))
-            start = text.find(secret, start + 1)
-    if not spans:
-        return text
-    spans.sort()
-    pieces: list[str] = []
-    position = 0
-    merged_start, merged_end = spans[0]
-    for start, end in spans[1:]:
-        if start <= merged_end:
-            merged_end = max(merged_end, end)
-            continue
-        pieces += [text[position:merged_start], REDACTED]
-        position = merged_end
-        merged_start, merged_end = start, end
-    pieces += [text[position:merged_start], REDACTED, text[merged_end:]]
-    return "".join(pieces)
-
-
-def _clean(value: Any, secrets: tuple[str, ...]) -> Any:
-    """``value`` as JSON types with secrets redacted at every level; anything else via ``str()``."""
-    if value is None or isinstance(value, (bool, int)):
-        return value
-    if isinstance(value, float):
-        # NaN and infinities are not JSON; written bare they would break every strict reader.
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, str):
-        return redact(value, secrets)
-    if isinstance(value, Mapping):
-        return {redact(str(key), secrets): _clean(item, secrets) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(item, secrets) for item in value]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _clean(dataclasses.asdict(value), secrets)
-    return redact(str(value), secrets)
-
-
-class EventLog:
-    """Troubleshooting log: one JSON object per line, appended to a file.
-
-    Each object has ts (ISO UTC, ms), level, event and deploy_id, then the fields. Each line is
-    flushed as it is written, so a deploy killed half-way leaves its log up to the kill. The
-    file is private to the user (0600), even when it existed with a wider mode.
-    """
-
-    def __init__(self, path: Path, deploy_id: str, secrets: Iterable[str] = ()) -> None:
-        self.path = path
-        self.deploy_id = deploy_id
-        self.secrets = usable_secrets(secrets)  # masked in every line; may grow while it runs
-        self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.fchmod(descriptor, 0o600)
-            self._file = os.fdopen(descriptor, "a", encoding="utf-8")
-        except BaseException:
-            os.close(descriptor)
-            raise
-
-    def emit(self, event: str, level: str = "info", **fields: Any) -> dict[str, Any]:
-        """Write one event and return it as written (redacted, JSON types only)."""
-        if level not in LEVELS:
-            raise ValueError(f"event level {level!r} is not one of {', '.join(LEVELS)}")
-        clashing = _ENVELOPE_KEYS & fields.keys()
-        if clashing:
-            raise ValueError(f"event field names {sorted(clashing)} are reserved for the envelope")
-        entry = {
-            "ts": utc_timestamp(),
-            "level": level,
-            "event": event,
-            "deploy_id": self.deploy_id,
-            **fields,
-        }
-        written: dict[str, Any] = _clean(entry, self.secrets)
-        # ASCII escapes keep undecodable process output (lone surrogates) writable.
-        line = json.dumps(written, separators=(",", ":")) + "\n"
-        with self._lock:
-            if self._file.closed:
-                raise ValueError(f"event log {self.path} is closed")
-            self._file.write(line)
-            self._file.flush()
-        return written
-
-    def close(self) -> None:
-        with self._lock:
-            self._file.close()
-
-    def __enter__(self) -> EventLog:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
+from pytest_bluegreen.core.record import DeployRecord
+from pytest_bluegreen.reporting.secrets import display_url, masked_json, redact, usable_secrets
 
 NotificationKind = Literal["start", "success", "failure", "rollback"]
+
+
 NOTIFICATION_KINDS: Final[tuple[NotificationKind, ...]] = (
     "start",
     "success",
     "failure",
     "rollback",
 )
+
+
 WebhookStyle = Literal["json", "slack"]
+
+
 WEBHOOK_STYLES: Final[tuple[WebhookStyle, ...]] = ("json", "slack")
+
+
 DELIVERY_ATTEMPTS: Final = 2  # one retry: a webhook blip should not lose the news
+
+
 _SUMMARY_REASON_CHARS: Final = 160
 
 
@@ -227,22 +97,6 @@ def summary_line(kind: NotificationKind, record: DeployRecord) -> str:
     else:
         outcome = "succeeded"
     return f"deploy {record.id} release {record.release} {route}: {outcome}"
-
-
-def display_url(url: str) -> str:
-    """``url`` fit to show: userinfo and query values become ``***``, the fragment is dropped."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid URL>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = f"{REDACTED}@{netloc.rpartition('@')[2]}"
-    query = "&".join(
-        f"{name}={REDACTED}" if sep else REDACTED
-        for name, sep, _ in (item.partition("=") for item in parts.query.split("&") if item)
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def _url_credentials(url: str) -> list[str]:
@@ -330,7 +184,7 @@ class Notifier:
             message = self._slack_message(summary, record)
         else:
             message = {"kind": kind, "deploy": record.to_dict(), "summary": summary}
-        cleaned: dict[str, Any] = _clean(message, self.secrets)
+        cleaned: dict[str, Any] = masked_json(message, self.secrets)
         return cleaned
 
     def _slack_message(self, summary: str, record: DeployRecord) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import requests
 
-from pytest_bluegreen.colours import Colour
+from pytest_bluegreen.core.colours import Colour
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from pytest_bluegreen.chart import load_chart, stage_timeline
-from pytest_bluegreen.config import StackConfig, read_env_file
-from pytest_bluegreen.events import REDACTED, SECRET_NAME, redact
-from pytest_bluegreen.files import write_atomically
-from pytest_bluegreen.record import DeployRecord
+from pytest_bluegreen.core.config import StackConfig, read_env_file
+from pytest_bluegreen.core.files import write_atomically
+from pytest_bluegreen.core.record import DeployRecord
+from pytest_bluegreen.reporting.chart import load_chart, stage_timeline
+from pytest_bluegreen.reporting.secrets import REDACTED, SECRET_NAME, redact
 
 STYLE: Final = """
 <style>

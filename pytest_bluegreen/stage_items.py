@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_bluegreen.deploy import Deployment
-from pytest_bluegreen.stages import StageTracker
+from pytest_bluegreen.core.deployment import Deployment
+from pytest_bluegreen.tracker import StageTracker
 
 
 @pytest.mark.bluegreen_stage("prerequisites")

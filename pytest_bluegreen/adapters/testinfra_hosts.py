@@ -6,10 +6,10 @@ from typing import Any
 
 import testinfra
 
-from pytest_bluegreen.colours import Colour
-from pytest_bluegreen.config import StackConfig
-from pytest_bluegreen.errors import StackError
-from pytest_bluegreen.stack import Stack
+from pytest_bluegreen.adapters.stack import Stack
+from pytest_bluegreen.core.colours import Colour
+from pytest_bluegreen.core.config import StackConfig
+from pytest_bluegreen.core.errors import StackError
 
 
 def service_name(config: StackConfig, colour: Colour | None, name: str) -> str:

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from pytest_bluegreen.files import write_atomically
+from pytest_bluegreen.core.files import write_atomically
 
 RENEW_BEFORE = datetime.timedelta(days=14)
 

@@ -1,0 +1,1 @@
+"""What the gates measure: HTTP probes, side-by-side latency, the migration rehearsal."""
