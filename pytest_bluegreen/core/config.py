@@ -22,6 +22,7 @@ from pytest_bluegreen.core.errors import ConfigError
 
 CONFIG_FILES: Final = ("pyproject.toml", "bluegreen.toml")
 PROJECT_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_-]*")
+ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # The endpoints the design document checks; the reference app serves all of them.
 DESIGN_CRITICAL_PATHS: Final = (
     "/",
@@ -133,6 +134,10 @@ class StackConfig:
     # collector (default <state_dir>/metrics/bluegreen.prom), and a push to a Pushgateway if set.
     metrics_file: Path | None = None
     pushgateway_url: str = ""
+    # Secrets: every variable of the stack's environment whose name looks secret (PASSWORD,
+    # TOKEN, SECRET, _KEY...) has its value masked in every output (console, event log, webhooks,
+    # record, HTML and JUnit reports, metrics); these names (matched ignoring case) are added.
+    secret_names: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     # The settings file these came from, for a detached helper process to read them again.
     config_file: Path | None = None
@@ -242,6 +247,7 @@ _FIELD_TYPES: Final[dict[str, type]] = {
     "webhook_style": str,
     "metrics_file": str,
     "pushgateway_url": str,
+    "secret_names": list,
     "load_users": int,
     "load_user_rps": float,
     "load_window_s": float,
@@ -358,7 +364,7 @@ def _validate(table: dict[str, Any]) -> dict[str, Any]:
                 f"({value!r})"
             )
         if expected is list:
-            may_be_empty = key in ("webhooks", "gate_suites", "seed_command")
+            may_be_empty = key in ("webhooks", "gate_suites", "seed_command", "secret_names")
             if (not value and not may_be_empty) or not all(
                 isinstance(item, str) and item for item in value
             ):
@@ -373,6 +379,13 @@ def _validate(table: dict[str, Any]) -> dict[str, Any]:
                 p.startswith("/") for p in value
             ):
                 raise ConfigError(f"bluegreen.{key}: every path must start with '/'")
+            if key == "secret_names":
+                wrong = next((name for name in value if not ENV_NAME.fullmatch(name)), None)
+                if wrong is not None:
+                    raise ConfigError(
+                        f"bluegreen.{key}: {wrong!r} is not an environment variable name "
+                        "(letters, digits and '_', not starting with a digit)"
+                    )
             value = value if key == "compose_files" else tuple(value)
         if expected in (float, int) and (value < 0 or (value == 0 and key not in _NON_NEGATIVE)):
             raise ConfigError(f"bluegreen.{key} must be positive, not {value!r}")

@@ -46,6 +46,12 @@ def test_metrics_settings_resolve_against_the_project(project: Path) -> None:
     assert config.pushgateway_url == "http://gw:9091"
 
 
+def test_secret_names_add_to_the_secret_policy(project: Path) -> None:
+    assert load_config(project, environ={}).secret_names == ()
+    write_pyproject(project, 'secret_names = ["MY_CREDS", "stripe_live"]')
+    assert load_config(project, environ={}).secret_names == ("MY_CREDS", "stripe_live")
+
+
 def test_bluegreen_toml_used_when_pyproject_has_no_table(project: Path) -> None:
     (project / "pyproject.toml").write_text("[project]\nname = 'x'\n")
     (project / "bluegreen.toml").write_text('project_name = "other"\n')
@@ -68,6 +74,10 @@ def test_bluegreen_toml_used_when_pyproject_has_no_table(project: Path) -> None:
         ("latency_margin_ms = -5", "bluegreen.latency_margin_ms must be positive"),
         ("migration_check_command = []", "bluegreen.migration_check_command must be a non-empty"),
         ("pushgateway_url = 'gateway:9091'", "bluegreen.pushgateway_url must start with http://"),
+        ("secret_names = 'MY_CREDS'", "bluegreen.secret_names must be a list, not str"),
+        ("secret_names = ['']", "bluegreen.secret_names must be a non-empty list of strings"),
+        ("secret_names = ['MY-CREDS']", "bluegreen.secret_names: 'MY-CREDS' is not an environment"),
+        ("secret_names = ['OK', '1ST']", "bluegreen.secret_names: '1ST' is not an environment"),
     ],
 )
 def test_bad_settings_name_the_key(project: Path, body: str, message: str) -> None:
