@@ -34,6 +34,16 @@ RESULTS: Final[tuple[Result, ...]] = (
 )
 STAGE_OUTCOMES: Final[tuple[str, ...]] = ("passed", "failed", "skipped", "error")
 
+# A record's masking (the reporting's secret policy, e.g. ``SecretPolicy.mask_json``): JSON-like
+# value in, the same shape out with every secret masked. The core does not know the policy itself.
+Mask = Callable[[Any], Any]
+# What the tool itself writes and a reader checks: never masked, so a short secret that happens to
+# be part of an id or a timestamp ("2026") cannot make a record unreadable.
+_UNMASKED_KEYS: Final = frozenset(
+    {"id", "from_colour", "to_colour", "result", "started_at", "finished_at", "pid"}
+)
+_UNMASKED_STAGE_KEYS: Final = frozenset({"outcome", "duration_s"})
+
 # Ids name files, so they are checked before they become part of a path (no "/" and no "..").
 _DEPLOY_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 # One random start per process, then counting: ids of one process never collide, and two
@@ -286,25 +296,61 @@ def _check_deploy_id(deploy_id: str) -> str:
     return deploy_id
 
 
+def masked_record(data: Mapping[str, Any], mask: Mask) -> dict[str, Any]:
+    """A record's dict (:meth:`DeployRecord.to_dict`) with ``mask`` applied to every value.
+
+    Keys stay as they are, and so do the values the tool itself makes and a reader checks (id,
+    colours, result, times, stage outcomes): the masked record still loads. ValueError when
+    ``mask`` returns what no record holds.
+    """
+    masked: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in _UNMASKED_KEYS:
+            masked[key] = value
+        elif key == "stages":
+            masked[key] = [
+                {k: v if k in _UNMASKED_STAGE_KEYS else mask(v) for k, v in stage.items()}
+                for stage in value
+            ]
+        else:
+            masked[key] = mask(value)
+    try:
+        DeployRecord.from_dict(masked)
+    except ValueError as exc:  # rather than write a record no reader can load
+        raise ValueError(f"the mask made the record unreadable: {exc}") from None
+    return masked
+
+
 class RecordStore:
     """Every run in ``<state_dir>/deploys/<id>.json``, the latest in ``last-deploy.json``.
 
     Files are private to the user (0600): an error message can quote more than it should.
+    ``mask`` (e.g. the secret policy's ``mask_json``) is applied to every record saved, so no
+    secret reaches the files; without one, records are written as they are.
     """
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, mask: Mask | None = None) -> None:
         self.state_dir = state_dir
         self.deploys_dir = state_dir / "deploys"
         self.last_path = state_dir / "last-deploy.json"
+        self.mask = mask
 
     def path_of(self, deploy_id: str) -> Path:
         return self.deploys_dir / f"{_check_deploy_id(deploy_id)}.json"
 
-    def save(self, record: DeployRecord) -> Path:
-        """Write the record and make it the latest; returns the path of its own file."""
+    def save(self, record: DeployRecord, mask: Mask | None = None) -> Path:
+        """Write the record and make it the latest; returns the path of its own file.
+
+        ``mask`` (default: the store's) masks the secrets in what is written; ``record`` itself
+        is left as it is.
+        """
         path = self.path_of(record.id)
+        data = record.to_dict()
+        mask = mask or self.mask
+        if mask is not None:
+            data = masked_record(data, mask)
         # default=str: a Path or a datetime in a figures dict must not lose the whole record.
-        text = json.dumps(record.to_dict(), indent=2, ensure_ascii=False, default=str) + "\n"
+        text = json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
         self.deploys_dir.mkdir(parents=True, exist_ok=True)
         write_atomically(path, text)
         write_atomically(self.last_path, text)

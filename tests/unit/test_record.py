@@ -368,3 +368,67 @@ def test_history_skips_files_that_are_not_records(store: RecordStore) -> None:
     (store.deploys_dir / ".20261129T001503Z-ab12cd.json.x1.tmp").write_text("{", encoding="utf-8")
     (store.deploys_dir / "notes.txt").write_text("hello", encoding="utf-8")
     assert [r.id for r in store.history()] == [full_record().id]
+
+
+# Masking: the store writes what the secret policy's mask leaves
+
+
+def mask_secret(secret: str) -> Any:
+    """A mask like the policy's: every string at every level, keys too, with ``secret`` -> ***."""
+
+    def mask(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace(secret, "***")
+        if isinstance(value, dict):
+            return {mask(k): mask(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [mask(item) for item in value]
+        return value
+
+    return mask
+
+
+def test_a_store_with_a_mask_writes_no_secret(tmp_path: Path) -> None:
+    store = RecordStore(tmp_path / "state", mask=mask_secret("s3cr3t-pw"))
+    record = full_record()
+    record.release = "r42-s3cr3t-pw"
+    record.error = "login with s3cr3t-pw refused"
+    record.stages[-1].message = "s3cr3t-pw in the output"
+    record.logs = {"backend-green": "password=s3cr3t-pw", "s3cr3t-pw": "as a key"}
+    path = store.save(record)
+    for written in (path, store.last_path):
+        assert "s3cr3t-pw" not in written.read_text(encoding="utf-8")
+    loaded = store.load(record.id)
+    assert (loaded.release, loaded.error) == ("r42-***", "login with *** refused")
+    assert loaded.stages[-1].message == "*** in the output"
+    assert loaded.logs == {"backend-green": "password=***", "***": "as a key"}
+    assert loaded.backup == record.backup  # nothing secret there: as it was
+    assert record.error == "login with s3cr3t-pw refused"  # the caller's record is untouched
+
+
+def test_a_mask_given_to_one_save_wins_over_none(store: RecordStore) -> None:
+    record = full_record()
+    record.error = "token tok-123456 leaked"
+    store.save(record, mask=mask_secret("tok-123456"))
+    assert store.load(record.id).error == "token *** leaked"
+    store.save(record)  # the store itself has no mask
+    assert store.load(record.id).error == "token tok-123456 leaked"
+
+
+def test_a_secret_inside_an_id_or_a_time_leaves_the_record_readable(store: RecordStore) -> None:
+    # A short secret ("2026") that happens to be part of the tool's own values: what a reader
+    # checks (id, colours, result, times, stage outcomes) is the tool's own, never masked.
+    record = full_record()
+    record.release = "release of 2026"
+    store.save(record, mask=mask_secret("2026"))
+    loaded = store.load(record.id)
+    assert loaded.id == record.id
+    assert (loaded.started_at, loaded.finished_at) == (record.started_at, record.finished_at)
+    assert loaded.release == "release of ***"
+    assert [s.outcome for s in loaded.stages] == [s.outcome for s in record.stages]
+
+
+def test_a_mask_that_breaks_the_record_is_refused_before_writing(store: RecordStore) -> None:
+    with pytest.raises(ValueError, match=r"mask made the record unreadable: .*key '"):
+        store.save(full_record(), mask=lambda value: "***")
+    assert not store.last_path.exists()
