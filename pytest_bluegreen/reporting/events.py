@@ -11,7 +11,7 @@ from types import TracebackType
 from typing import Any, Final
 
 from pytest_bluegreen.core.record import utc_timestamp
-from pytest_bluegreen.reporting.secrets import masked_json, usable_secrets
+from pytest_bluegreen.reporting.secrets import SecretPolicy
 
 LEVELS: Final[tuple[str, ...]] = ("debug", "info", "warning", "error")
 
@@ -24,13 +24,15 @@ class EventLog:
 
     Each object has ts (ISO UTC, ms), level, event and deploy_id, then the fields. Each line is
     flushed as it is written, so a deploy killed half-way leaves its log up to the kill. The
-    file is private to the user (0600), even when it existed with a wider mode.
+    file is private to the user (0600), even when it existed with a wider mode. ``secrets``: a
+    :class:`SecretPolicy` (or bare values), applied to every line; it may be replaced while the
+    log runs (``log.secrets = policy``).
     """
 
     def __init__(self, path: Path, deploy_id: str, secrets: Iterable[str] = ()) -> None:
         self.path = path
         self.deploy_id = deploy_id
-        self.secrets = usable_secrets(secrets)  # masked in every line; may grow while it runs
+        self.policy = SecretPolicy.of(secrets)
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -40,6 +42,15 @@ class EventLog:
         except BaseException:
             os.close(descriptor)
             raise
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The values masked in every line."""
+        return self.policy.values
+
+    @secrets.setter
+    def secrets(self, secrets: Iterable[str]) -> None:
+        self.policy = SecretPolicy.of(secrets)
 
     def emit(self, event: str, level: str = "info", **fields: Any) -> dict[str, Any]:
         """Write one event and return it as written (redacted, JSON types only)."""
@@ -55,7 +66,7 @@ class EventLog:
             "deploy_id": self.deploy_id,
             **fields,
         }
-        written: dict[str, Any] = masked_json(entry, self.secrets)
+        written: dict[str, Any] = self.policy.mask_json(entry)
         # ASCII escapes keep undecodable process output (lone surrogates) writable.
         line = json.dumps(written, separators=(",", ":")) + "\n"
         with self._lock:

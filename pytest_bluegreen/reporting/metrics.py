@@ -2,8 +2,9 @@
 
 Written after every deploy from its record and the history of records: what a dashboard plots
 (durations, each stage's seconds, requests and failures across the switch) and what an alert
-fires on (``bluegreen_deploy_success == 0``, a rise of ``bluegreen_rollbacks_total``). A metric
-that cannot be published is reported to the caller, never raised: the deploy matters more.
+fires on (``bluegreen_deploy_success == 0``, a rise of ``bluegreen_rollbacks_total``). Every
+label value (release, stage...) goes through the secret policy. A metric that cannot be published
+is reported to the caller, never raised: the deploy matters more.
 """
 
 from __future__ import annotations
@@ -22,21 +23,31 @@ from prometheus_client.registry import Collector
 from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.files import write_atomically
 from pytest_bluegreen.core.record import RESULTS, DeployRecord, RecordStore, parse_timestamp
-from pytest_bluegreen.reporting.secrets import display_url
+from pytest_bluegreen.reporting.secrets import SecretPolicy
 
 PUSH_JOB: Final = "bluegreen"
 
 
 class DeployCollector(Collector):
-    """The metrics of the latest deploy, and counts over every recorded one."""
+    """The metrics of the latest deploy, and counts over every recorded one.
 
-    def __init__(self, record: DeployRecord, history: Sequence[DeployRecord], project: str):
+    Every label value is masked by ``policy`` (default: no secrets).
+    """
+
+    def __init__(
+        self,
+        record: DeployRecord,
+        history: Sequence[DeployRecord],
+        project: str,
+        policy: SecretPolicy | None = None,
+    ):
         self.record = record
         self.history = history
-        self.project = project
+        self.policy = SecretPolicy() if policy is None else policy
+        self.project = self.policy.redact(project)
 
     def collect(self) -> Iterable[Metric]:
-        record, project = self.record, self.project
+        record, project, shown = self.record, self.project, self.policy.redact
         labels = ["project"]
         info = GaugeMetricFamily(
             "bluegreen_deploy_info",
@@ -46,11 +57,11 @@ class DeployCollector(Collector):
         info.add_metric(
             [
                 project,
-                record.id,
-                record.release,
-                record.from_colour or "none",
-                record.to_colour or "none",
-                record.result,
+                shown(record.id),
+                shown(record.release),
+                shown(record.from_colour or "none"),
+                shown(record.to_colour or "none"),
+                shown(record.result),
             ],
             1,
         )
@@ -81,7 +92,7 @@ class DeployCollector(Collector):
             labels=[*labels, "stage", "outcome"],
         )
         for stage in record.stages:
-            stages.add_metric([project, stage.name, stage.outcome], stage.duration_s)
+            stages.add_metric([project, shown(stage.name), shown(stage.outcome)], stage.duration_s)
         yield stages
         load = record.load or {}
         total = load.get("total") or {}
@@ -134,10 +145,18 @@ def _gauge(name: str, documentation: str, project: str, value: float) -> GaugeMe
     return gauge
 
 
-def render(record: DeployRecord, history: Sequence[DeployRecord], project: str) -> str:
-    """The Prometheus text exposition of ``record`` (latest) and ``history`` (every deploy)."""
+def render(
+    record: DeployRecord,
+    history: Sequence[DeployRecord],
+    project: str,
+    policy: SecretPolicy | None = None,
+) -> str:
+    """The Prometheus text exposition of ``record`` (latest) and ``history`` (every deploy).
+
+    ``policy`` masks every label value (default: no secrets).
+    """
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(DeployCollector(record, history, project))
+    registry.register(DeployCollector(record, history, project, policy))
     return generate_latest(registry).decode("utf-8")
 
 
@@ -167,19 +186,27 @@ def push(url: str, text: str, project: str, timeout_s: float = 5.0) -> str | Non
     return None
 
 
-def publish(config: StackConfig, record: DeployRecord) -> list[str]:
-    """Write the textfile and push (when configured); the problems, [] when all went out."""
+def publish(
+    config: StackConfig, record: DeployRecord, policy: SecretPolicy | None = None
+) -> list[str]:
+    """Write the textfile and push (when configured); the problems, [] when all went out.
+
+    ``policy``: the deploy's secret policy (default: the stack's, from ``config``), applied to
+    every label value, the push's grouping key and every problem reported.
+    """
+    policy = SecretPolicy.for_config(config) if policy is None else policy
     history = RecordStore(config.state_dir).history(limit=100_000)
     if all(r.id != record.id for r in history):
         history.append(record)
-    text = render(record, history, config.project_name)
+    project = policy.redact(config.project_name)
+    text = render(record, history, config.project_name, policy)
     problems = []
     try:
         write_textfile(config.metrics_path, text)
     except OSError as exc:
         problems.append(f"metrics file {config.metrics_path}: {exc.strerror or exc}")
     if config.pushgateway_url:
-        problem = push(config.pushgateway_url, text, config.project_name)
+        problem = push(config.pushgateway_url, text, project)
         if problem:
-            problems.append(f"push to {display_url(config.pushgateway_url)}: {problem}")
-    return problems
+            problems.append(f"push to {policy.display_url(config.pushgateway_url)}: {problem}")
+    return [policy.redact(problem) for problem in problems]

@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 import requests
 
 from pytest_bluegreen.core.record import DeployRecord
-from pytest_bluegreen.reporting.secrets import display_url, masked_json, redact, usable_secrets
+from pytest_bluegreen.reporting.secrets import SecretPolicy
 
 NotificationKind = Literal["start", "success", "failure", "rollback"]
 
@@ -138,7 +138,9 @@ class Notifier:
     """POSTs deploy news to webhooks; returns what could not be delivered instead of raising.
 
     Its own session ignores the environment (``trust_env = False``): proxy and CA variables meant
-    for the internet must not reroute a webhook on the same host.
+    for the internet must not reroute a webhook on the same host. ``secrets``: a
+    :class:`SecretPolicy` (or bare values), applied to every payload and every error shown; it may
+    be replaced (``notifier.secrets = policy``).
     """
 
     def __init__(
@@ -160,12 +162,21 @@ class Notifier:
         self.style = style
         self.timeout_s = timeout_s
         self.retry_pause_s = retry_pause_s
-        self.secrets = usable_secrets(secrets)  # masked in every payload; may grow
+        self.policy = SecretPolicy.of(secrets)
         self._owns_session = session is None
         if session is None:
             session = requests.Session()
             session.trust_env = False
         self._session = session
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The values masked in every payload."""
+        return self.policy.values
+
+    @secrets.setter
+    def secrets(self, secrets: Iterable[str]) -> None:
+        self.policy = SecretPolicy.of(secrets)
 
     def notify(self, kind: NotificationKind, record: DeployRecord) -> list[DeliveryFailure]:
         """Deliver to every URL in turn; an empty list means every webhook took it."""
@@ -184,13 +195,13 @@ class Notifier:
             message = self._slack_message(summary, record)
         else:
             message = {"kind": kind, "deploy": record.to_dict(), "summary": summary}
-        cleaned: dict[str, Any] = masked_json(message, self.secrets)
+        cleaned: dict[str, Any] = self.policy.mask_json(message)
         return cleaned
 
     def _slack_message(self, summary: str, record: DeployRecord) -> dict[str, Any]:
         # Redact before escaping: an escaped secret ("a&b" -> "a&amp;b") would no longer match.
         def text(value: str) -> str:
-            return _escape_slack(redact(value, self.secrets))
+            return _escape_slack(self.policy.redact(value))
 
         route = f"{record.from_colour or '(none)'} → {record.to_colour}"
         facts = [
@@ -220,7 +231,7 @@ class Notifier:
         }
 
     def _deliver(self, url: str, body: bytes) -> DeliveryFailure | None:
-        shown = redact(display_url(url), self.secrets)
+        shown = self.policy.display_url(url)
         try:
             scheme = urlsplit(url).scheme.lower()
         except ValueError as exc:
@@ -236,7 +247,7 @@ class Notifier:
                 return None
             problem = outcome
         error = f"{problem} (after {DELIVERY_ATTEMPTS} attempts)"
-        return DeliveryFailure(shown, redact(error, [*self.secrets, *_url_credentials(url)]))
+        return DeliveryFailure(shown, self.policy.with_values(_url_credentials(url)).redact(error))
 
     def _post(self, url: str, body: bytes) -> str | None:
         """None when the webhook took it, else what went wrong."""

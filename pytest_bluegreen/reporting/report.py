@@ -14,13 +14,12 @@ from collections.abc import Iterable, Mapping
 from html import escape
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 from pytest_bluegreen.core.config import StackConfig, read_env_file
 from pytest_bluegreen.core.files import write_atomically
 from pytest_bluegreen.core.record import DeployRecord
 from pytest_bluegreen.reporting.chart import load_chart, stage_timeline
-from pytest_bluegreen.reporting.secrets import REDACTED, SECRET_NAME, redact
+from pytest_bluegreen.reporting.secrets import SecretPolicy
 
 STYLE: Final = """
 <style>
@@ -162,31 +161,25 @@ def logs_section(record: DeployRecord) -> str:
     )
 
 
-def _shown_setting(name: str, value: Any) -> Any:
+def _shown_setting(name: str, value: Any, policy: SecretPolicy) -> Any:
     """Webhook and gateway URLs carry their tokens in the path or query: scheme and host only."""
     if name == "webhooks":
-        return tuple(_host_only(url) for url in value)
+        return tuple(policy.host_only_url(url) for url in value)
     if name == "pushgateway_url" and value:
-        return _host_only(value)
+        return policy.host_only_url(value)
     return value
 
 
-def _host_only(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or '?'}{f':{parts.port}' if parts.port else ''}/***"
-
-
-def environment_section(config: StackConfig) -> str:
+def environment_section(config: StackConfig, policy: SecretPolicy | None = None) -> str:
+    """The settings and the stack's env file, secret variables ``***`` (default: its policy)."""
+    policy = SecretPolicy.for_config(config) if policy is None else policy
     settings = [
-        (f.name, _shown_setting(f.name, getattr(config, f.name)))
+        (f.name, _shown_setting(f.name, getattr(config, f.name), policy))
         for f in dataclasses.fields(config)
         if f.name != "env"  # the whole process environment: PATH and friends, maybe tokens
     ]
-    stack_env = config.environment
-    names = sorted(read_env_file(config.env_file))
-    env_rows = [
-        (name, REDACTED if SECRET_NAME.search(name) else stack_env.get(name, "")) for name in names
-    ]
+    stack_env = policy.mask_environment(config.environment)
+    env_rows = [(name, stack_env.get(name, "")) for name in sorted(read_env_file(config.env_file))]
     return (
         '<h2 id="bluegreen-environment">Environment</h2><h3>Settings</h3>'
         + _table(settings, "settings")
@@ -195,8 +188,12 @@ def environment_section(config: StackConfig) -> str:
     )
 
 
-def sections(record: DeployRecord, config: StackConfig, secrets: Iterable[str]) -> list[str]:
-    """The deploy's sections, as HTML, every secret masked."""
+def sections(record: DeployRecord, config: StackConfig, secrets: Iterable[str] = ()) -> list[str]:
+    """The deploy's sections, as HTML, every secret masked.
+
+    ``secrets``: the deploy's :class:`SecretPolicy` (or bare values), joined with the stack's own.
+    """
+    policy = SecretPolicy.for_config(config, known=secrets)
     parts = [
         STYLE,
         summary_section(record),
@@ -206,18 +203,21 @@ def sections(record: DeployRecord, config: StackConfig, secrets: Iterable[str]) 
         backup_section(record),
         migration_section(record),
         logs_section(record),
-        environment_section(config),
+        environment_section(config, policy),
     ]
     html = '<div class="bluegreen">' + "".join(p for p in parts if p) + "</div>"
-    return [redact(html, secrets)]
+    return [policy.redact(html)]
 
 
 def redact_file(path: Path, secrets: Iterable[str]) -> bool:
-    """Mask ``secrets`` in a written report (HTML or JUnit); True when something was masked."""
+    """Mask ``secrets`` in a written report (HTML or JUnit); True when something was masked.
+
+    ``secrets``: the deploy's :class:`SecretPolicy`, or bare values.
+    """
     if not path.is_file():
         return False
     text = path.read_text(encoding="utf-8", errors="surrogateescape")
-    masked = redact(text, secrets)
+    masked = SecretPolicy.of(secrets).redact(text)
     if masked == text:
         return False
     write_atomically(path, masked.encode("utf-8", errors="surrogateescape"), mode=0o644)

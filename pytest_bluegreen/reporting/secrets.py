@@ -1,7 +1,9 @@
 """The one secret policy of every output: which values are secret, and how they are masked.
 
-Every secret-looking variable of the stack's environment (and any value a caller adds) is masked
-in the console, event log, webhooks, record, HTML and JUnit reports and metrics alike.
+Every secret-looking variable of the stack's environment, every variable the settings name in
+``secret_names``, and any value a caller adds are masked (``***``) in the console, event log,
+webhooks, record, HTML and JUnit reports and metrics alike. :class:`SecretPolicy` is that policy;
+the functions under it are its implementation, kept for the callers that pass bare values.
 """
 
 from __future__ import annotations
@@ -9,9 +11,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from pytest_bluegreen.core.config import StackConfig
 
 REDACTED: Final = "***"
 
@@ -25,9 +31,97 @@ SECRET_NAME: Final = re.compile(
 )
 
 
-def secret_values(environment: Mapping[str, str], known: Iterable[str] = ()) -> tuple[str, ...]:
-    """Every value to mask: ``known`` and the values of the secret-looking names in the env."""
-    named = [value for name, value in environment.items() if SECRET_NAME.search(name)]
+@dataclass(frozen=True, slots=True)
+class SecretPolicy:
+    """THE secret policy: the values to mask, and the masking of text, JSON-like values and URLs.
+
+    ``values`` are the secrets themselves (longest first, the too-short dropped); ``names`` the
+    variable names the settings add to :data:`SECRET_NAME`'s. A policy is iterable over its
+    values, so it goes wherever bare secrets (``Iterable[str]``) are taken.
+    """
+
+    values: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "values", usable_secrets(self.values))
+        object.__setattr__(self, "names", tuple(self.names))
+
+    @classmethod
+    def for_config(cls, config: StackConfig, known: Iterable[str] = ()) -> SecretPolicy:
+        """The policy of a stack: its environment as Compose sees it and its ``secret_names``.
+
+        ``known``: values already masked (e.g. the policy before the env file was written).
+        """
+        return cls.for_environment(config.environment, config.secret_names, known)
+
+    @classmethod
+    def for_environment(
+        cls, environment: Mapping[str, str], names: Iterable[str] = (), known: Iterable[str] = ()
+    ) -> SecretPolicy:
+        """The values of ``environment``'s secret-looking variables and of ``names``, and known."""
+        names = tuple(names)
+        return cls(secret_values(environment, known, names), names)
+
+    @classmethod
+    def of(cls, secrets: Iterable[str]) -> SecretPolicy:
+        """``secrets`` as a policy: a policy itself, or bare values to mask."""
+        return secrets if isinstance(secrets, SecretPolicy) else cls(tuple(secrets))
+
+    def refreshed(self, config: StackConfig) -> SecretPolicy:
+        """The stack's environment read again (a first deploy writes the env file), plus these."""
+        names = dict.fromkeys((*self.names, *config.secret_names))
+        return SecretPolicy.for_environment(config.environment, names, self.values)
+
+    def with_values(self, secrets: Iterable[str]) -> SecretPolicy:
+        """The same policy with more values to mask."""
+        return SecretPolicy((*self.values, *secrets), self.names)
+
+    def is_secret_name(self, name: str) -> bool:
+        """Whether variable ``name``'s value is secret: it looks secret, or the settings say so."""
+        return is_secret_name(name, self.names)
+
+    def redact(self, text: str) -> str:
+        """``text`` with every secret replaced by ``***``."""
+        return redact(text, self.values)
+
+    def mask_json(self, value: Any) -> Any:
+        """``value`` as JSON types, every string (and key) at every level masked."""
+        return masked_json(value, self.values)
+
+    def display_url(self, url: str) -> str:
+        """``url`` fit to show: no userinfo, query values or fragment, and no secret anywhere."""
+        return self.redact(display_url(url))
+
+    def host_only_url(self, url: str) -> str:
+        """Scheme, host and port only: for URLs whose path carries a token (chat webhooks)."""
+        return self.redact(host_only_url(url))
+
+    def mask_environment(self, environment: Mapping[str, str]) -> dict[str, str]:
+        """``environment`` to show: secret variables' values ``***``, secrets in the rest too."""
+        return {
+            name: REDACTED if self.is_secret_name(name) else self.redact(value)
+            for name, value in environment.items()
+        }
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.values)
+
+
+def is_secret_name(name: str, names: Iterable[str] = ()) -> bool:
+    """``name`` looks secret (:data:`SECRET_NAME`) or is one of ``names`` (ignoring case)."""
+    return bool(SECRET_NAME.search(name)) or name.casefold() in {n.casefold() for n in names}
+
+
+def secret_values(
+    environment: Mapping[str, str], known: Iterable[str] = (), names: Iterable[str] = ()
+) -> tuple[str, ...]:
+    """Every value to mask: ``known``, and those of the env's secret-looking names and ``names``.
+
+    ``names`` are the settings' ``secret_names``, matched ignoring case.
+    """
+    names = tuple(names)
+    named = [value for name, value in environment.items() if is_secret_name(name, names)]
     return usable_secrets([*known, *named])
 
 
@@ -80,6 +174,16 @@ def display_url(url: str) -> str:
         for name, sep, _ in (item.partition("=") for item in parts.query.split("&") if item)
     )
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def host_only_url(url: str) -> str:
+    """``scheme://host:port/***``: nothing of the path, query or userinfo."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "<invalid URL>"
+    return f"{parts.scheme}://{parts.hostname or '?'}{f':{port}' if port else ''}/{REDACTED}"
 
 
 def masked_json(value: Any, secrets: tuple[str, ...]) -> Any:

@@ -17,7 +17,7 @@ import pytest
 from pytest_bluegreen.core.record import DeployRecord, parse_timestamp, utc_timestamp
 from pytest_bluegreen.reporting.events import EventLog
 from pytest_bluegreen.reporting.notify import DeliveryFailure, Notifier, summary_line
-from pytest_bluegreen.reporting.secrets import display_url, redact
+from pytest_bluegreen.reporting.secrets import SecretPolicy, display_url, redact
 
 SECRET = "hunter2-db-password"
 TOKEN = "xoxb-webhook-token-123"
@@ -461,3 +461,16 @@ def test_own_session_ignores_proxy_environment(
     with Notifier([webhook.url], timeout_s=2, retry_pause_s=0.01) as notifier:
         assert notifier.notify("start", make_record("running")) == []
     assert len(webhook.received) == 1
+
+
+def test_a_notifier_takes_the_secret_policy_and_a_new_one_later(webhook: Webhook) -> None:
+    record = make_record("deployed")
+    record.release = f"r42-{SECRET}-{TOKEN}"
+    with Notifier([webhook.url], secrets=SecretPolicy((SECRET,)), timeout_s=2) as notifier:
+        assert notifier.secrets == (SECRET,)
+        notifier.notify("success", record)
+        notifier.secrets = SecretPolicy((SECRET, TOKEN))  # the env file was read again
+        notifier.notify("success", record)
+    first, second = (payload["deploy"]["release"] for payload in webhook.payloads())
+    assert first == f"r42-***-{TOKEN}"
+    assert second == "r42-***-***"

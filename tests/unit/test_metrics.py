@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.record import DeployRecord
-from pytest_bluegreen.reporting.metrics import push, render, write_textfile
+from pytest_bluegreen.reporting.metrics import publish, push, render, write_textfile
+from pytest_bluegreen.reporting.secrets import SecretPolicy
 
 
 def record(result: str = "rolled_back", deploy_id: str = "20261129T001503Z-00ab12") -> DeployRecord:
@@ -123,3 +125,37 @@ def test_push_reports_a_refusal_and_an_unreachable_gateway(gateway: str) -> None
     problem = push("http://127.0.0.1:9/", "a 1\n", "aptos", timeout_s=2)
     assert problem is not None
     assert problem.startswith("ConnectionError")
+
+
+def test_label_values_go_through_the_secret_policy() -> None:
+    rec = record()
+    rec.release = "r42-rel-s3cret"
+    text = render(rec, [rec], "aptos", SecretPolicy(("rel-s3cret",)))
+    assert "rel-s3cret" not in text
+    info = value(
+        samples(text),
+        "bluegreen_deploy_info",
+        deploy_id=rec.id,
+        release="r42-***",
+        from_colour="blue",
+        to_colour="green",
+        result="rolled_back",
+    )
+    assert info == 1
+
+
+def test_publish_masks_the_pushed_text_and_its_problems(tmp_path: Path, gateway: str) -> None:
+    Gateway.status = 400
+    with_login = gateway.replace("http://", "http://bot:gw-pass-1234@")
+    config = StackConfig(
+        project_dir=tmp_path, state_dir=tmp_path / "state", pushgateway_url=with_login
+    )
+    rec = record()
+    rec.release = "r42-rel-s3cret"
+    policy = SecretPolicy(("rel-s3cret", "gw-pass-1234"))
+    (problem,) = publish(config, rec, policy)
+    assert problem == f"push to {gateway.replace('http://', 'http://***@')}: HTTP 400: nope"
+    ((_, _, body),) = Gateway.received
+    for written in (body.decode(), config.metrics_path.read_text()):
+        assert "rel-s3cret" not in written
+        assert 'release="r42-***"' in written

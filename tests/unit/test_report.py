@@ -166,3 +166,14 @@ def test_redact_file_masks_a_written_report(tmp_path: Path) -> None:
     assert path.read_text() == "<p>captured: ***</p>"
     assert not report.redact_file(path, ["hunter2-very-secret"])
     assert not report.redact_file(tmp_path / "missing.html", ["x" * 8])
+
+
+def test_a_webhook_with_a_bad_port_does_not_break_the_report(tmp_path: Path) -> None:
+    config = StackConfig(
+        project_dir=tmp_path,
+        env_file=tmp_path / ".env",
+        webhooks=("https://hooks.example:99999/T0/tok3n-in-path",),
+    )
+    html = report.environment_section(config)
+    assert "tok3n-in-path" not in html
+    assert ReportReader(html).fields["webhooks"] == "('<invalid URL>',)"
