@@ -5,16 +5,21 @@ from __future__ import annotations
 import time
 
 from pytest_bluegreen.adapters.compose import detect_compose_command
+from pytest_bluegreen.adapters.compose_host import ComposeHost
 from pytest_bluegreen.adapters.haproxy import read_map_file
 from pytest_bluegreen.adapters.stack import Progress, Stack, router_for
-from pytest_bluegreen.checks.probe import check_colour_serves
 from pytest_bluegreen.core.colours import COLOURS, Colour, other_colour
 from pytest_bluegreen.core.config import StackConfig
+from pytest_bluegreen.core.deployment import Deployment
 from pytest_bluegreen.core.errors import BluegreenError, DeployError, LockError
 from pytest_bluegreen.core.lock import DeployLock
+from pytest_bluegreen.core.ports import DeployObserver, NoObserver
 from pytest_bluegreen.core.record import DeployRecord, RecordStore, new_deploy_id, utc_timestamp
+from pytest_bluegreen.core.rollback import describe_failure, roll_back
 from pytest_bluegreen.core.state import load_state, save_state
 from pytest_bluegreen.reporting import metrics
+from pytest_bluegreen.reporting.outputs import DeployOutputs
+from pytest_bluegreen.reporting.secrets import SecretPolicy
 from pytest_bluegreen.tracker import STAGES
 
 
@@ -122,15 +127,20 @@ def switch(config: StackConfig, colour: Colour | None = None) -> str:
 
 
 def rollback(config: StackConfig, progress: Progress) -> str:
-    """Switch back to the previous colour if it can still serve, and verify it."""
+    """Switch back to the previous colour if it ran a release here, and prove it serves.
+
+    The same rollback a deploy runs (:func:`pytest_bluegreen.core.rollback.roll_back`), under
+    the deploy lock; recorded, with its metrics.
+    """
     lock = DeployLock(config.lock_file)
     record_id = new_deploy_id()
     lock.acquire(record_id, utc_timestamp())
     try:
-        stack = Stack(config, progress=progress)
+        host = ComposeHost(config, progress)
+        stack = host.open_stack()
         state = load_state(config.state_file)
         stack.release_env = state.release_env()
-        live = stack.router.active_colour()
+        live = host.router.active_colour()
         old = other_colour(live)
         if old not in state.releases:
             raise DeployError(f"{old} never ran a release here: nothing to roll back to")
@@ -138,22 +148,19 @@ def rollback(config: StackConfig, progress: Progress) -> str:
             id=record_id, release=state.releases[old], from_colour=live, to_colour=old
         )
         record.started_at = utc_timestamp()
-        start = time.monotonic()
-        stack.revive(old)
-        stack.router.switch(old)
-        record.rollback_s = round(time.monotonic() - start, 3)
-        problems = check_colour_serves(
-            config.public_url, config.critical_paths, old, config.ca_file
+        result = roll_back(
+            stack, host.router, host.colour_serves, old, live, time.monotonic(), NoObserver()
         )
-        if problems:
-            stack.router.switch(live)
-            raise DeployError(f"{old} does not serve ({'; '.join(problems)}); {live} kept live")
-        record.rollback_verified_s = round(time.monotonic() - start, 3)
+        record.rollback_s = round(result.back_s, 3)
+        if not result.verified:
+            raise DeployError(describe_failure(result))
+        assert result.verified_s is not None
+        record.rollback_verified_s = round(result.verified_s, 3)
         state.live = old
         state.last_deploy = record_id
         save_state(config.state_file, state)
         record.finish("rolled_back")
-        RecordStore(config.state_dir).save(record)
+        RecordStore(config.state_dir, mask=SecretPolicy.for_config(config).mask_json).save(record)
         for problem in metrics.publish(config, record):
             progress(f"warning: metrics not published: {problem}")
         return (
@@ -162,6 +169,25 @@ def rollback(config: StackConfig, progress: Progress) -> str:
         )
     finally:
         lock.release()
+
+
+def deployment(
+    config: StackConfig,
+    release: str,
+    progress: Progress,
+    deploy_id: str,
+    observer: DeployObserver | None = None,
+) -> Deployment:
+    """A deployment of ``release`` on this host's Compose stack, with the reporting outputs."""
+    return Deployment(
+        config,
+        release,
+        ComposeHost(config, progress),
+        DeployOutputs(config, deploy_id),
+        progress=progress,
+        deploy_id=deploy_id,
+        observer=observer,
+    )
 
 
 def retire(config: StackConfig, colour: Colour, progress: Progress) -> str:

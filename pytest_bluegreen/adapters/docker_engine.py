@@ -4,38 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import docker
 import docker.errors
 
 from pytest_bluegreen.core.errors import DockerUnavailable, StackError
-
-
-@dataclass(frozen=True, slots=True)
-class ContainerState:
-    """What Docker says about one container."""
-
-    id: str
-    name: str
-    status: str  # created, running, exited, ...
-    health: str | None  # starting, healthy, unhealthy; None without a healthcheck
-    exit_code: int
-    restarts: int = 0  # Docker's RestartCount: how often its restart policy brought it back
-
-    @property
-    def ready(self) -> bool:
-        return self.status == "running" and self.health in (None, "healthy")
-
-    @property
-    def failed(self) -> bool:
-        return self.status in ("exited", "dead", "restarting") or self.health == "unhealthy"
-
-    def describe(self) -> str:
-        if self.status != "running":
-            return f"{self.status} (exit code {self.exit_code})"
-        return self.health or "running"
+from pytest_bluegreen.core.ports import ContainerState
 
 
 class DockerEngine:

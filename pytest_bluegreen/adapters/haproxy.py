@@ -11,13 +11,13 @@ import csv
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from pytest_bluegreen.core.colours import Colour, is_colour
 from pytest_bluegreen.core.errors import RouterError
 from pytest_bluegreen.core.files import write_atomically
+from pytest_bluegreen.core.ports import ServerState, SwitchResult
 
 MAP_KEY: Final = "active"
 # Server rows only (every proxy, type 4 = servers, every server): a fraction of the full
@@ -50,21 +50,6 @@ class RuntimeAPI:
         except OSError as exc:
             raise RouterError(f"HAProxy's runtime API at {self.socket_path}: {exc}") from None
         return b"".join(chunks).decode("utf-8", "replace")
-
-
-@dataclass(frozen=True, slots=True)
-class ServerState:
-    """One server line of ``show stat``."""
-
-    backend: str
-    server: str
-    status: str  # UP, DOWN, MAINT, "UP 1/2", "no check", ...
-    current_sessions: int
-    queued: int
-
-    @property
-    def up(self) -> bool:
-        return self.status == "UP"
 
 
 def parse_show_stat(text: str) -> list[ServerState]:
@@ -111,22 +96,6 @@ def read_map_file(path: Path) -> Colour | None:
         if len(parts) == 2 and parts[0] == MAP_KEY and is_colour(parts[1]):
             return parts[1]
     return None
-
-
-@dataclass(frozen=True, slots=True)
-class SwitchResult:
-    """How one switch went, each step in milliseconds."""
-
-    from_colour: Colour
-    to_colour: Colour
-    preflight_ms: float
-    switch_ms: float
-    persist_ms: float
-    verify_ms: float
-
-    @property
-    def total_ms(self) -> float:
-        return self.preflight_ms + self.switch_ms + self.persist_ms + self.verify_ms
 
 
 class HAProxyRouter:

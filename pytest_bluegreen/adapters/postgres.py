@@ -25,12 +25,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final
 
 from pytest_bluegreen.core.errors import BackupError
 from pytest_bluegreen.core.files import fsync_dir, write_atomically
+from pytest_bluegreen.core.ports import BackupResult
 
 COUNTS_PREFIX: Final = "BG-ROWCOUNTS "
 DEFAULT_TIMEOUT_S: Final = 600.0
@@ -114,18 +114,6 @@ STOP_SQL: Final = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class BackupResult:
-    """One verified backup."""
-
-    path: Path
-    sha256: str
-    size_bytes: int
-    row_counts: dict[str, int]  # table -> rows, counted in the snapshot of the dump
-    dump_s: float
-    verify_s: float
-
-
 class DatabaseBackup:
     """Backups of one database of a running PostgreSQL container, kept in ``backup_dir``.
 
@@ -158,7 +146,7 @@ class DatabaseBackup:
         self.docker = tuple(docker)
         self.timeout_s = timeout_s
 
-    def create(self, name: str) -> BackupResult:
+    def backup(self, name: str) -> BackupResult:
         """Dump, verify by restoring, then publish as ``<name>.dump`` and rotate old dumps."""
         final = self._final_path(name)
         sidecar = checksum_file(final)

@@ -10,6 +10,8 @@ import errno
 import os
 import secrets
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -33,6 +35,7 @@ from pytest_bluegreen.checks.probe import check_colour_serves
 from pytest_bluegreen.core.colours import COLOURS, Colour
 from pytest_bluegreen.core.config import LB_STATE_IN_CONTAINER, PORT_SETTINGS, StackConfig
 from pytest_bluegreen.core.errors import BluegreenError, PortInUse, StackError
+from pytest_bluegreen.core.ports import ContainerState
 
 Progress = Callable[[str], None]
 
@@ -119,6 +122,18 @@ class Stack:
         self._compose_command = compose_command or detect_compose_command()
         # Set by a deploy: BLUE_RELEASE/GREEN_RELEASE as recorded, over the environment's.
         self.release_env: dict[str, str] = {}
+        self._services: dict[str, ServiceSpec] | None = None  # as Compose resolves them
+
+    def read_services(self) -> list[str]:
+        """The services as Compose resolves the files (which validates them), kept for later."""
+        self._services = self.compose.services()
+        return list(self._services)
+
+    def _specs(self) -> dict[str, ServiceSpec]:
+        if self._services is None:
+            self.read_services()
+        assert self._services is not None
+        return self._services
 
     @property
     def compose(self) -> Compose:
@@ -156,6 +171,11 @@ class Stack:
         colours = {s for c in COLOURS for s in self.config.services_of(c)}
         return [name for name, spec in specs.items() if name not in colours and not spec.profiles]
 
+    def build_missing_shared(self) -> list[str]:
+        """Build the shared services' images that this engine lacks (see build_missing)."""
+        specs = self._specs()
+        return self.build_missing(specs, self.shared_services(specs))
+
     def build_missing(self, specs: dict[str, ServiceSpec], services: Sequence[str]) -> list[str]:
         """Build those of ``services`` whose image this engine lacks; return their names.
 
@@ -172,13 +192,13 @@ class Stack:
             self.compose.build(missing)
         return missing
 
-    def check_ports_free(self, specs: dict[str, ServiceSpec]) -> None:
+    def check_ports_free(self, specs: dict[str, ServiceSpec] | None = None) -> None:
         """Every port a stopped service will publish is free: one clear error, nothing started.
 
         A running service holds its own ports; Docker's own error would come only once the
         deploy has changed things, and name neither the port's setting nor the fix.
         """
-        for name, spec in specs.items():
+        for name, spec in (self._specs() if specs is None else specs).items():
             if spec.profiles or not spec.ports or self.running_services([name]):
                 continue
             for port in spec.ports:
@@ -196,7 +216,7 @@ class Stack:
                 )
 
     def prune_release_images(
-        self, specs: dict[str, ServiceSpec], keep: int, protect: Iterable[str]
+        self, keep: int, protect: Iterable[str], specs: dict[str, ServiceSpec] | None = None
     ) -> list[str]:
         """Remove all but the ``keep`` newest tags of each colour service's image repository.
 
@@ -205,6 +225,7 @@ class Stack:
         """
         protected = set(protect)
         names = {s for c in COLOURS for s in self.config.services_of(c)}
+        specs = self._specs() if specs is None else specs
         repos = sorted({repository(spec.image) for n, spec in specs.items() if n in names})
         removed = []
         for repo in repos:
@@ -245,6 +266,50 @@ class Stack:
             self._remove_started(services, running_before)
             raise
         self.progress(f"stack healthy in {time.monotonic() - start:.1f}s")
+
+    def start_router(self, colour: Colour) -> None:
+        """Start the loadbalancer with ``colour`` live: its configuration checked first."""
+        self.check_haproxy_config()
+        write_map_file(self.config.map_file, colour)
+        self.start([self.config.loadbalancer_service])
+
+    def build(self, services: Sequence[str]) -> None:
+        self.compose.build(services)
+
+    def recreate(self, services: Sequence[str]) -> None:
+        """Start ``services`` in new containers (a new release), not waiting for health."""
+        self.compose.up(services, force_recreate=True)
+
+    def container_state(self, container_id: str) -> ContainerState:
+        return self.engine.state(container_id)
+
+    def logs(self, container_id: str, tail: int = 50) -> str:
+        return self.engine.logs(container_id, tail=tail)
+
+    def schedule_retire(self, colour: Colour, delay_s: float) -> None:
+        """Stop ``colour`` in ``delay_s`` from a detached ``bluegreen retire``, unless live again.
+
+        ``setsid --fork`` detaches it (new session, reparented to init) and returns at once, so
+        no child of the deploy outlives it.
+        """
+        cfg = self.config
+        argv = [sys.executable, "-m", "pytest_bluegreen", "--project-dir", str(cfg.project_dir)]
+        argv += ["--project-name", cfg.project_name]
+        if cfg.config_file is not None:
+            argv += ["--config", str(cfg.config_file)]
+        for path in cfg.compose_files:
+            argv += ["-f", str(path)]
+        argv += ["retire", colour, "--after", str(delay_s)]
+        with open(cfg.state_dir / "retire.log", "ab") as log:
+            subprocess.run(
+                ["setsid", "--fork", *argv],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env={**os.environ, **cfg.env},
+                check=True,
+                timeout=30,
+            )
 
     def start(self, services: Sequence[str]) -> None:
         self.progress(f"starting {', '.join(services)}")

@@ -1,39 +1,49 @@
-"""One deployment: the work of each stage, the abort and the rollback, and the record of it all.
+"""One deployment: the work of each stage, and the decision at its end (done, abort, roll back).
 
-The pytest stage items call these methods in order; the session fixture's finalizer calls
-:meth:`Deployment.conclude`, which decides between done, abort (failed before the switch: live
-traffic never touched) and rollback (failed after it: traffic back to the old colour, verified).
+The pytest stage items call the stage methods in order; the session fixture's finalizer calls
+:meth:`Deployment.conclude`. Everything outside is reached through :mod:`.ports`, so every
+decision here is unit-tested with fakes (``tests/unit/test_deployment.py``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
-import sys
+import enum
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pytest_bluegreen.adapters.compose import ServiceSpec
-from pytest_bluegreen.adapters.haproxy import write_map_file
-from pytest_bluegreen.adapters.locust_load import LoadRun
-from pytest_bluegreen.adapters.postgres import DatabaseBackup
-from pytest_bluegreen.adapters.stack import Progress, Stack
-from pytest_bluegreen.checks.probe import check_colour_serves
-from pytest_bluegreen.checks.rehearsal import MigrationRehearsal
+from pytest_bluegreen.core import bake as baking
+from pytest_bluegreen.core import load as loads
 from pytest_bluegreen.core.colours import Colour, other_colour
 from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.errors import BluegreenError, DeployError
-from pytest_bluegreen.core.load import LoadFigures, figures, last_second
 from pytest_bluegreen.core.lock import DeployLock, LockHolder
+from pytest_bluegreen.core.ports import (
+    Adapters,
+    DeployObserver,
+    LoadGenerator,
+    NoObserver,
+    NotificationKind,
+    Outputs,
+    Rehearsal,
+    Stack,
+)
 from pytest_bluegreen.core.record import DeployRecord, RecordStore, new_deploy_id, utc_timestamp
+from pytest_bluegreen.core.rollback import describe_failure, roll_back
 from pytest_bluegreen.core.state import ColourState, load_state, save_state
-from pytest_bluegreen.reporting import metrics
-from pytest_bluegreen.reporting.events import EventLog
-from pytest_bluegreen.reporting.notify import NotificationKind, Notifier
-from pytest_bluegreen.reporting.secrets import redact, secret_values
+
+Progress = Callable[[str], None]
+
+
+class Phase(enum.Enum):
+    """How far a deploy got, which decides how it ends when a stage fails."""
+
+    UNTOUCHED = "untouched"  # nothing changed yet: ending is only unlocking
+    IDLE_CHANGED = "idle_changed"  # the idle colour was built or started: abort stops it
+    SWITCHED = "switched"  # users are on the new colour: a failure rolls back
+    CONCLUDED = "concluded"
 
 
 class Deployment:
@@ -43,39 +53,35 @@ class Deployment:
         self,
         config: StackConfig,
         release: str,
+        adapters: Adapters,
+        outputs: Outputs,
         progress: Progress = lambda message: None,
         clock: Callable[[], float] = time.monotonic,
         deploy_id: str | None = None,
+        observer: DeployObserver | None = None,
     ) -> None:
         self.config = config
         self.release = release
+        self.adapters = adapters
+        self.outputs = outputs
         self.progress = progress
         self.clock = clock
+        self.observer: DeployObserver = observer or NoObserver()
         self.id = deploy_id or new_deploy_id()
-        self.started = clock()
         self.record = DeployRecord(id=self.id, release=release, from_colour=None, to_colour=None)
         self.record.started_at = utc_timestamp()
-        self.records = RecordStore(config.state_dir)
+        self.records = RecordStore(config.state_dir, mask=outputs.mask_json)
         self.lock = DeployLock(config.lock_file)
         self.state = ColourState()
-        self.secrets: tuple[str, ...] = ()
-        self.events = EventLog(config.log_file, self.id)
-        self.notifier = Notifier(
-            config.webhooks, style="slack" if config.webhook_style == "slack" else "json"
-        )
-        self._mask_stack_secrets()
+        self.phase = Phase.UNTOUCHED
+        self.router_running = False
         self._stack: Stack | None = None
-        self.services: dict[str, ServiceSpec] = {}  # as Compose resolves them, from prerequisites
         self.backup_file: Path | None = None
-        self._rehearsal: MigrationRehearsal | None = None
-        self.lb_running = False
-        self.load: LoadRun | None = None  # from the switch to the end of the deploy
+        self._rehearsal: Rehearsal | None = None
+        self.load: LoadGenerator | None = None  # from the switch to the end of the deploy
         self.switched_at: float | None = None  # epoch seconds
-        self.brought_up = False
-        self.switched = False
-        self.concluded = False
 
-    # -- helpers -------------------------------------------------------------------------------
+    # -- what the stages and fixtures read -----------------------------------------------------
 
     @property
     def stack(self) -> Stack:
@@ -93,47 +99,52 @@ class Deployment:
             raise DeployError("the colours stage has not run")
         return self.record.to_colour
 
-    def _mask_stack_secrets(self) -> None:
-        """Every secret-looking variable of the stack's environment, masked in every output.
+    @property
+    def switched(self) -> bool:
+        return self.phase is Phase.SWITCHED
 
-        Read again once prerequisites have made the env file (a first deploy writes it).
-        """
-        self.secrets = secret_values(self.config.environment, self.secrets)
-        self.events.secrets = self.notifier.secrets = self.secrets
+    @property
+    def concluded(self) -> bool:
+        return self.phase is Phase.CONCLUDED
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return self.outputs.secrets
 
     def say(self, event: str, message: str, **fields: Any) -> None:
-        self.progress(redact(message, self.secrets))
-        self.events.emit(event, message=message, **fields)
+        self.progress(self.outputs.mask(message))
+        self.outputs.emit(event, message=message, **fields)
 
     def _release_env(self) -> None:
-        """Every Compose command sees each colour's recorded release (no accidental retag)."""
+        """Every stack command sees each colour's recorded release (no accidental retag)."""
         self.stack.release_env = self.state.release_env()
 
     # -- stages --------------------------------------------------------------------------------
 
     def prerequisites(self) -> None:
-        """Docker, Compose file, the lock, free ports, the shared services' images, HAProxy's API.
+        """The engine, the stack's files, the lock, free ports, the shared images, the router.
 
         The shared services' images are built here when missing (a new machine): the backup
         needs the database before the build stage runs.
         """
-        self.events.emit("deploy.start", release=self.release)
-        self._stack = Stack(self.config, progress=self.progress)
+        self.outputs.emit("deploy.start", release=self.release)
+        self._stack = self.adapters.open_stack()
         stale = self.lock.acquire(self.id, self.record.started_at)
         self.records.save(self.record)
-        self.notifier_send("start")
+        self._notify("start")
         self.state = load_state(self.config.state_file)
         self._release_env()
         self.stack.prepare()
-        self._mask_stack_secrets()
-        self.services = self.stack.compose.services()  # validates the Compose files too
-        self.stack.check_ports_free(self.services)
-        built = self.stack.build_missing(self.services, self.stack.shared_services(self.services))
+        self.outputs.refresh_secrets()  # a first deploy has just written the env file
+        self.stack.read_services()  # validates the stack's files too
+        self.stack.check_ports_free()
+        built = self.stack.build_missing_shared()
         if built:
             self.say("prerequisites.built", f"built {', '.join(built)}", services=built)
-        self.lb_running = bool(self.stack.running_services([self.config.loadbalancer_service]))
-        if self.lb_running:
-            self.stack.router.active_colour()  # raises when the runtime API does not answer
+        lb = self.config.loadbalancer_service
+        self.router_running = bool(self.stack.running_services([lb]))
+        if self.router_running:
+            self.adapters.router.active_colour()  # raises when the runtime API does not answer
         elif self.state.live is not None:
             raise DeployError(
                 f"the loadbalancer is not running, but {self.state.live} was live: start the "
@@ -156,20 +167,22 @@ class Deployment:
                 "interrupted", error="the deploy process was killed; repaired by " + self.id
             )
             self.records.save(killed)
-        if not self.lb_running or self.state.live is None:
+        if not self.router_running or self.state.live is None:
             return
-        live = self.stack.router.active_colour()
+        router = self.adapters.router
+        live = router.active_colour()
         if live != self.state.live:
             self.say(
                 "deploy.repair.switch",
                 f"HAProxy serves {live}, never verified; switching back to {self.state.live}",
             )
-            self.stack.router.wait_ready(self.state.live, timeout_s=30)
-            self.stack.router.switch(self.state.live)
+            router.wait_ready(self.state.live, timeout_s=30)
+            router.switch(self.state.live)
+            self.observer.traffic_switched(live, self.state.live, "repair")
 
     def colours(self) -> None:
-        """The live colour as HAProxy holds it, cross-checked with the recorded state."""
-        live = self.stack.router.active_colour() if self.lb_running else None
+        """The live colour as the router holds it, cross-checked with the recorded state."""
+        live = self.adapters.router.active_colour() if self.router_running else None
         if live is not None and self.state.live not in (None, live):
             self.say(
                 "colours.mismatch",
@@ -186,24 +199,9 @@ class Deployment:
                 "colours", f"live: {live} ({old}); deploying {self.release} to {self.to_colour}"
             )
 
-    def database(self) -> DatabaseBackup:
-        """The database service's database, for backups, restores and the rehearsal."""
-        db = self.config.db_service
-        if not self.stack.running_services([db]):
-            self.stack.start([db])
-        (container_id,) = self.stack.container_ids(db)
-        env = self.config.environment
-        return DatabaseBackup(
-            container_id,
-            database=env.get("POSTGRES_DB", "aptos"),
-            user=env.get("POSTGRES_USER", "aptos_user"),
-            backup_dir=self.config.backup_dir,
-            keep=self.config.keep_backups,
-        )
-
     def backup(self) -> None:
         """A verified, compressed, rotated dump of the database before anything changes."""
-        result = self.database().create(f"{self.id}-{self.release}")
+        result = self.adapters.database().backup(f"{self.id}-{self.release}")
         self.backup_file = result.path
         self.record.backup = {
             "file": str(result.path),
@@ -225,17 +223,15 @@ class Deployment:
         self.state.releases[to] = self.release
         self._release_env()
         self.say("build", f"building {', '.join(services)} at {self.release}")
-        self.brought_up = True
-        self.stack.compose.build(services)
+        self.phase = Phase.IDLE_CHANGED
+        self.stack.build(services)
 
-    def rehearsal(self) -> MigrationRehearsal:
+    def rehearsal(self) -> Rehearsal:
         """The migration rehearsal on a scratch copy of the backup, made once per deploy."""
         if self._rehearsal is None:
             if self.backup_file is None:
                 raise DeployError("the backup stage has not run: there is nothing to rehearse on")
-            rehearsal = MigrationRehearsal(
-                self.stack, self.database(), self.backup_file, self.to_colour, self.from_colour
-            )
+            rehearsal = self.adapters.rehearsal(self.backup_file, self.to_colour, self.from_colour)
             self.say("migration", f"restoring the backup into {rehearsal.scratch} to rehearse on")
             rehearsal.prepare()
             self._rehearsal = rehearsal
@@ -260,14 +256,12 @@ class Deployment:
         start = self.clock()
         self.stack.migrate(to, seed=self.from_colour is None)
         migrated = self.clock()
-        self.stack.compose.up(services, force_recreate=True)
+        self.stack.recreate(services)
         self.stack.wait_healthy(services, self.config.healthy_timeout_s)
-        if not self.lb_running:
-            self.stack.check_haproxy_config()
-            write_map_file(self.config.map_file, to)
-            self.stack.start([self.config.loadbalancer_service])
-            self.lb_running = True
-        self.stack.router.wait_ready(to, timeout_s=60)
+        if not self.router_running:
+            self.stack.start_router(to)
+            self.router_running = True
+        self.adapters.router.wait_ready(to, timeout_s=60)
         self.say(
             "bring_up.healthy",
             f"{to} at {self.release} is healthy and UP in HAProxy",
@@ -276,23 +270,28 @@ class Deployment:
         )
 
     def switch(self, gates_passed: int) -> None:
-        """Move new requests to the new colour through the runtime API, under load."""
+        """Move new requests to the new colour through the router, under load."""
         if gates_passed == 0:
             raise DeployError("no gate test ran: a deploy never passes because a check did not run")
         to = self.to_colour
         if self.from_colour is None:
-            # First deploy: HAProxy started with the new colour already in its map.
-            self.switched = True
+            # First deploy: the router started with the new colour already in its map.
+            self.phase = Phase.SWITCHED
             save_state(self.config.state_file, self.state)
             return
-        load = self.load = self._start_load()
+        cfg = self.config
+        # The switch windows, then verify, bake and retire; it stops by itself at the latest.
+        seconds = 2 * cfg.load_window_s + cfg.bake_s + cfg.drain_timeout_s + 120
+        load = self.load = self.adapters.load(seconds) if cfg.load_users else None
         if load is not None:
-            self._watch_load(load, time.time() + self.config.load_window_s, "before the switch")
-        result = self.stack.router.switch(to)
+            load.start()
+            self._watch_load(load, time.time() + cfg.load_window_s, "before the switch")
+        result = self.adapters.router.switch(to)
         self.switched_at = time.time()
-        self.switched = True
+        self.phase = Phase.SWITCHED
+        self.observer.traffic_switched(result.from_colour, to, "switch")
         if load is not None:
-            self._watch_load(load, self.switched_at + self.config.load_window_s, "after the switch")
+            self._watch_load(load, self.switched_at + cfg.load_window_s, "after the switch")
         self.record.switch = {
             k: round(v, 3) if isinstance(v, float) else v
             for k, v in dataclasses.asdict(result).items()
@@ -300,30 +299,13 @@ class Deployment:
         self.record.switch["total_ms"] = round(result.total_ms, 3)
         self.say("switch", f"switched {result.from_colour} -> {to} in {result.total_ms:.1f} ms")
         # The recorded live colour changes only once the deploy is verified (see conclude): a
-        # deploy killed after its switch leaves HAProxy and the record apart, which is how the
-        # next run knows to switch back.
-        save_state(self.config.state_file, self.state)
+        # deploy killed after its switch leaves the router and the record apart, which is how
+        # the next run knows to switch back.
+        save_state(cfg.state_file, self.state)
         if load is not None:  # it runs on through verify, bake and retire (or the rollback)
-            self._judge_load(figures(load.samples(), self.switched_at, result.from_colour))
+            self._judge_load(loads.figures(load.samples(), self.switched_at, result.from_colour))
 
-    def _start_load(self) -> LoadRun | None:
-        cfg = self.config
-        if cfg.load_users == 0:
-            return None
-        load = LoadRun(
-            cfg.public_url,
-            cfg.state_dir / "load",
-            cfg.ca_file,
-            users=cfg.load_users,
-            user_rps=cfg.load_user_rps,
-            paths=cfg.load_paths,
-            # The switch windows, then verify, bake and retire; it stops by itself at the latest.
-            max_seconds=2 * cfg.load_window_s + cfg.bake_s + cfg.drain_timeout_s + 120,
-        )
-        load.start()
-        return load
-
-    def _watch_load(self, load: LoadRun, until: float, when: str) -> None:
+    def _watch_load(self, load: LoadGenerator, until: float, when: str) -> None:
         """Load until ``until`` (epoch), a live line each second; after the switch, cut short.
 
         Cut short by the first failures over budget: every request that fails after the switch
@@ -334,7 +316,7 @@ class Deployment:
             if self._failed_since_switch() > self.config.load_failure_budget:
                 return
             if now >= next_line:
-                second = last_second(load.samples(), now)
+                second = loads.last_second(load.samples(), now)
                 self.progress(
                     f"load {when}: {second.requests} req/s, {second.failures} failed, "
                     f"p99 {second.p99_ms:.0f} ms"
@@ -346,7 +328,7 @@ class Deployment:
         """Users' requests that started after the switch and failed (0 without load)."""
         if self.load is None or self.switched_at is None:
             return 0
-        return sum(1 for s in self.load.samples() if s.t >= self.switched_at and not s.ok)
+        return loads.failed_since(self.load.samples(), self.switched_at)
 
     def _stop_load(self, rollback_at: float | None = None) -> None:
         """Stop the load and record its figures over the whole run (switch to the end)."""
@@ -359,16 +341,15 @@ class Deployment:
         if self.switched_at is None or self.from_colour is None:
             return
         try:
-            self.record.load = figures(
-                load.samples(), self.switched_at, self.from_colour, rollback_at
-            ).to_dict()
+            figures = loads.figures(load.samples(), self.switched_at, self.from_colour, rollback_at)
         except DeployError:
             return
-        self.events.emit(
+        self.record.load = figures.to_dict()
+        self.outputs.emit(
             "load.final", **{k: v for k, v in self.record.load.items() if k != "series"}
         )
 
-    def _judge_load(self, load: LoadFigures) -> None:
+    def _judge_load(self, load: loads.LoadFigures) -> None:
         """Failed requests and the p99 overhead of the switch, against their budgets."""
         cfg = self.config
         self.record.load = load.to_dict()
@@ -378,62 +359,25 @@ class Deployment:
             f"{load.before.p99_ms:.1f} ms before, {load.first_second.p99_ms:.1f} ms in the second "
             f"after the switch; {load.old_colour_after_switch} answered by the old colour after it",
         )
-        problems = []
-        if load.total.failures > cfg.load_failure_budget:
-            problems.append(
-                f"{load.total.failures} requests failed (budget {cfg.load_failure_budget})"
-            )
-        if load.p99_overhead_ms > cfg.load_p99_budget_ms:
-            problems.append(
-                f"p99 rose by {load.p99_overhead_ms:.1f} ms in the second after the switch "
-                f"(budget {cfg.load_p99_budget_ms:.0f} ms)"
-            )
-        if load.old_colour_after_switch:
-            problems.append(
-                f"{load.old_colour_after_switch} requests after the switch hit the old colour"
-            )
+        problems = loads.verdict(load, cfg.load_failure_budget, cfg.load_p99_budget_ms)
         if problems:
             raise DeployError("under load: " + "; ".join(problems))
 
     def bake(self) -> None:
-        """Watch the new colour for ``bake_s`` before the old one goes: a failure rolls back.
-
-        Caught here: a container that stops, restarts (Docker's restart count) or turns
-        unhealthy, a server HAProxy no longer sees UP, and failed requests of the load that
-        runs on since the switch.
-        """
+        """Watch the new colour for ``bake_s`` before the old one goes: a failure rolls back."""
         to, seconds = self.to_colour, self.config.bake_s
         if seconds == 0:
             return
-        services = self.config.services_of(to)
-        ids = {service: self.stack.container_ids(service) for service in services}
-        restarts = {i: self.stack.engine.state(i).restarts for c in ids.values() for i in c}
-        deadline = self.clock() + seconds
-        while True:
-            problems = [
-                f"{s.backend}/{s.server} is {s.status} in HAProxy"
-                for s in self.stack.router.not_ready(to)
-            ]
-            failed = self._failed_since_switch()
-            if failed > self.config.load_failure_budget:
-                problems.append(f"{failed} user requests failed since the switch")
-            for service, containers in ids.items():
-                for container in containers:
-                    state = self.stack.engine.state(container)
-                    if state.restarts > restarts[container]:
-                        problems.append(f"{service} restarted ({state.describe()})")
-                    elif not state.ready:
-                        problems.append(f"{service} is {state.describe()}")
-            if problems:
-                logs = "".join(
-                    f"\n{service}: {self.stack.engine.logs(containers[0], tail=10)}"
-                    for service, containers in ids.items()
-                    if containers and any(service in p for p in problems)
-                )
-                raise DeployError(f"{to} failed while baking: {'; '.join(problems)}{logs}")
-            if self.clock() >= deadline:
-                break
-            time.sleep(0.5)
+        baking.bake(
+            self.stack,
+            self.adapters.router,
+            to,
+            self.config.services_of(to),
+            seconds,
+            self._failed_since_switch,
+            self.config.load_failure_budget,
+            clock=self.clock,
+        )
         self.say("bake", f"{to} stayed up and healthy for {seconds:g}s")
 
     def retire(self) -> None:
@@ -441,51 +385,23 @@ class Deployment:
         old = self.from_colour
         if old is None:
             return
-        waited = self.stack.router.drain(old, self.config.drain_timeout_s)
-        services = list(self.config.services_of(old))
+        waited = self.adapters.router.drain(old, self.config.drain_timeout_s)
         delay = self.config.retire_delay_s
         if delay == 0:
-            self.stack.stop(services)
+            self.stack.stop(list(self.config.services_of(old)))
             self.say("retire", f"{old} drained in {waited:.2f}s and stopped (containers kept)")
             return
-        self._schedule_retire(old, delay)
+        self.stack.schedule_retire(old, delay)
         self.say(
             "retire", f"{old} drained in {waited:.2f}s; stops in {delay:.0f}s unless rolled back"
         )
-
-    def _schedule_retire(self, colour: Colour, delay: float) -> None:
-        argv = [
-            sys.executable,
-            "-m",
-            "pytest_bluegreen",
-            "--project-dir",
-            str(self.config.project_dir),
-        ]
-        argv += ["--project-name", self.config.project_name]
-        if self.config.config_file is not None:
-            argv += ["--config", str(self.config.config_file)]
-        for path in self.config.compose_files:
-            argv += ["-f", str(path)]
-        argv += ["retire", colour, "--after", str(delay)]
-        # `setsid --fork` detaches it (new session, reparented to init) and returns at once, so
-        # no child of this process outlives the deploy.
-        with open(self.config.state_dir / "retire.log", "ab") as log:
-            subprocess.run(
-                ["setsid", "--fork", *argv],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                env={**os.environ, **self.config.env},
-                check=True,
-                timeout=30,
-            )
 
     def stage_done(self, name: str, outcome: str, duration_s: float, message: str = "") -> None:
         """Record a stage's outcome; saved at once, so a killed deploy leaves its trace."""
         self.record.set_stage(name, outcome, round(duration_s, 3), message)
         if self._rehearsal is not None:
             self.record.migration = self._rehearsal.summary()
-        self.events.emit(
+        self.outputs.emit(
             "stage", stage=name, outcome=outcome, duration_s=duration_s, message=message
         )
         if self.lock.held:
@@ -497,7 +413,8 @@ class Deployment:
         self, failed_stage: str | None, error: str | None, verdict_at: float | None
     ) -> None:
         """Finish the deploy: done, aborted or rolled back; record, notify, unlock."""
-        self.concluded = True
+        phase, self.phase = self.phase, Phase.CONCLUDED
+        switched = phase is Phase.SWITCHED
         self._end_rehearsal()
         try:
             if failed_stage is None and error is None:
@@ -505,36 +422,35 @@ class Deployment:
                 self.state.live, self.state.last_deploy = self.to_colour, self.id
                 save_state(self.config.state_file, self.state)
                 self.record.finish("deployed")
-            elif self.switched:
+            elif switched:
                 self.rollback(verdict_at or self.clock())
                 self.record.finish("rolled_back", error=error)
             else:
-                self.abort()
+                self.abort(phase)
                 self.record.finish("aborted", error=error)
         except BluegreenError as exc:
             problem = f"{error}; then: {exc}" if error else str(exc)
-            self.record.finish("rolled_back" if self.switched else "aborted", error=problem)
+            self.record.finish("rolled_back" if switched else "aborted", error=problem)
             raise
         finally:
             self._stop_load()
             self.records.save(self.record)
-            self.events.emit("deploy.end", result=self.record.result, error=self.record.error)
-            for problem in metrics.publish(self.config, self.record):
+            self.outputs.emit("deploy.end", result=self.record.result, error=self.record.error)
+            for problem in self.outputs.publish_metrics(self.record):
                 self.say("metrics.failed", f"metrics not published: {problem}", level="warning")
             self._prune_images()
-            outcome = self.record.result
             kinds: dict[str, NotificationKind] = {"deployed": "success", "rolled_back": "rollback"}
-            self.notifier_send(kinds.get(outcome, "failure"))
-            self.events.close()
+            self._notify(kinds.get(self.record.result, "failure"))
+            self.outputs.close()
             self.lock.release()
 
     def _prune_images(self) -> None:
         """Old release images go: the newest ``keep_releases``, live and previous stay."""
-        if not self.services or self._stack is None:
+        if self._stack is None:
             return
         try:
             removed = self.stack.prune_release_images(
-                self.services, self.config.keep_releases, self.state.releases.values()
+                self.config.keep_releases, self.state.releases.values()
             )
         except Exception as exc:  # disk hygiene must never fail a deploy
             self.say("images.failed", f"old release images not removed: {exc}", level="warning")
@@ -542,9 +458,9 @@ class Deployment:
         if removed:
             self.say("images.pruned", f"removed old release images: {', '.join(removed)}")
 
-    def abort(self) -> None:
+    def abort(self, phase: Phase) -> None:
         """Before the switch: stop what this deploy started; live traffic was never touched."""
-        if not self.brought_up or self.from_colour is None:
+        if phase is Phase.UNTOUCHED or self.from_colour is None:
             return
         services = list(self.config.services_of(self.to_colour))
         self.say("abort", f"stopping {', '.join(services)}; {self.from_colour} still serves")
@@ -562,23 +478,31 @@ class Deployment:
             raise DeployError(
                 "the first deploy failed after its switch: there is no colour to roll back to"
             )
-        self.stack.revive(old)
-        rollback_at = time.time()
-        self.stack.router.switch(old)
-        self.record.rollback_s = round(self.clock() - verdict_at, 3)
-        problems = check_colour_serves(
-            self.config.public_url, self.config.critical_paths, old, self.config.ca_file
+        failed = self.to_colour
+        result = roll_back(
+            self.stack,
+            self.adapters.router,
+            self.adapters.colour_serves,
+            old,
+            failed,
+            verdict_at,
+            self.observer,
+            self.clock,
         )
-        if problems:
-            raise DeployError(f"rolled back to {old}, but it does not serve: {'; '.join(problems)}")
-        self.record.rollback_verified_s = round(self.clock() - verdict_at, 3)
-        self._stop_load(rollback_at)
+        self.record.rollback_s = round(result.back_s, 3)
+        if not result.verified:
+            self.state.live = result.live
+            save_state(self.config.state_file, self.state)
+            raise DeployError(describe_failure(result))
+        assert result.verified_s is not None
+        self.record.rollback_verified_s = round(result.verified_s, 3)
+        self._stop_load(result.switched_at)
         self.state.live = old
-        self.state.releases.pop(self.to_colour, None)  # never a rollback target
+        self.state.releases.pop(failed, None)  # never a rollback target
         save_state(self.config.state_file, self.state)
-        failed = list(self.config.services_of(self.to_colour))
-        self._keep_logs(failed)
-        self.stack.stop(failed)
+        services = list(self.config.services_of(failed))
+        self._keep_logs(services)
+        self.stack.stop(services)
         self.say(
             "rollback",
             f"rolled back to {old} in {self.record.rollback_s:.3f}s, verified after "
@@ -590,14 +514,9 @@ class Deployment:
         logs: dict[str, Any] = {}
         for service in services:
             for container in self.stack.container_ids(service):
-                text = self.stack.engine.logs(container, tail=lines)
-                logs[service] = redact(text, self.secrets)
+                logs[service] = self.outputs.mask(self.stack.logs(container, tail=lines))
         self.record.logs = logs
 
-    def notifier_send(self, kind: NotificationKind) -> None:
-        for failure in self.notifier.notify(kind, self.record):
-            self.say(
-                "notify.failed",
-                f"notification to {failure.url} failed: {failure.error}",
-                level="warning",
-            )
+    def _notify(self, kind: NotificationKind) -> None:
+        for failure in self.outputs.notify(kind, self.record):
+            self.say("notify.failed", failure, level="warning")

@@ -123,3 +123,28 @@ def figures(
 def last_second(samples: list[Sample], now: float) -> Window:
     """Requests that started in the second before ``now``: the live line of the terminal."""
     return Window.of([s for s in samples if now - 1 <= s.t < now])
+
+
+def failed_since(samples: list[Sample], moment: float) -> int:
+    """Users' requests that started at or after ``moment`` (epoch seconds) and failed."""
+    return sum(1 for s in samples if s.t >= moment and not s.ok)
+
+
+def verdict(load: LoadFigures, failure_budget: int, p99_budget_ms: float) -> list[str]:
+    """What is wrong with a switch under load: failures, p99 overhead, the old colour answering.
+
+    Empty when the switch is within every budget.
+    """
+    problems = []
+    if load.total.failures > failure_budget:
+        problems.append(f"{load.total.failures} requests failed (budget {failure_budget})")
+    if load.p99_overhead_ms > p99_budget_ms:
+        problems.append(
+            f"p99 rose by {load.p99_overhead_ms:.1f} ms in the second after the switch "
+            f"(budget {p99_budget_ms:.0f} ms)"
+        )
+    if load.old_colour_after_switch:
+        problems.append(
+            f"{load.old_colour_after_switch} requests after the switch hit the old colour"
+        )
+    return problems

@@ -107,7 +107,7 @@ def db(throwaway_images: ThrowawayImages) -> Iterator[Database]:
 
 @pytest.fixture(scope="module")
 def first(db: Database) -> BackupResult:
-    result = db.backup(db.home / "backups").create("first")
+    result = db.backup(db.home / "backups").backup("first")
     progress(
         f"backup of {result.size_bytes} bytes: dump {result.dump_s:.2f}s, "
         f"verify {result.verify_s:.2f}s"
@@ -224,7 +224,7 @@ def test_rotation_keeps_the_newest_two_of_three(db: Database) -> None:
     folder = db.home / "rotated"
     backup = db.backup(folder, keep=2, database="tiny")  # small and quick
     for name in ("r1", "r2", "r3"):
-        assert backup.create(name).row_counts == {"t": 1}
+        assert backup.backup(name).row_counts == {"t": 1}
     assert sorted(p.name for p in folder.iterdir()) == [
         "r2.dump",
         "r2.dump.sha256",
@@ -254,9 +254,9 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
 def test_a_full_disk_fails_cleanly_and_keeps_the_older_backup(
     db: Database, tiny_disk: Path
 ) -> None:
-    older = db.backup(tiny_disk, keep=1, database="tiny").create("older")
+    older = db.backup(tiny_disk, keep=1, database="tiny").backup("older")
     with pytest.raises(BackupError, match="not enough space") as failure:
-        db.backup(tiny_disk, keep=1).create("big")
+        db.backup(tiny_disk, keep=1).backup("big")
     assert "No space left on device" in str(failure.value)
     assert sorted(p.name for p in tiny_disk.iterdir()) == ["older.dump", "older.dump.sha256"]
     assert verify_checksum(older.path)
@@ -272,7 +272,7 @@ def test_a_dump_blocked_by_a_lock_times_out_and_leaves_no_session(
         eventually(lambda: db.psql(LOCKED), "1")
         backup = DatabaseBackup(db.container_id, db.name, db.user, tmp_path, timeout_s=2)
         with pytest.raises(BackupError, match="did not finish within 2s and was stopped"):
-            backup.create("blocked")
+            backup.backup("blocked")
         assert list(tmp_path.iterdir()) == []
         # A backend waiting for a lock does not notice its client is gone: only the
         # clean-up ends it, before the locker lets go.
@@ -340,7 +340,7 @@ def test_a_backup_verifies_while_another_session_keeps_writing(db: Database) -> 
     try:
         wait_until(lambda: events(db) > before, "the writer never wrote")
         started = events(db)
-        result = db.backup(db.home / "concurrent").create("during-writes")
+        result = db.backup(db.home / "concurrent").backup("during-writes")
         assert writer.poll() is None, "the writer ran for the whole backup"
         wait_until(lambda: events(db) > result.row_counts["events"], "the writer stopped")
     finally:

@@ -218,7 +218,7 @@ def test_a_verified_backup_is_published_private_and_rotates(tmp_path: Path) -> N
     docker, log = fake_docker(tmp_path)
     folder = tmp_path / "new" / "backups"
     backup = DatabaseBackup("cid", "aptos", "aptos_user", folder, keep=1, docker=[docker])
-    first = backup.create("first")
+    first = backup.backup("first")
     assert first.path == folder / "first.dump"
     assert first.path.read_bytes() == b"PGDMP fake"
     assert first.size_bytes == len(b"PGDMP fake")
@@ -228,7 +228,7 @@ def test_a_verified_backup_is_published_private_and_rotates(tmp_path: Path) -> N
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert stat.S_IMODE(first.path.stat().st_mode) == 0o600
     os.utime(first.path, (1_000_000, 1_000_000))
-    backup.create("second")
+    backup.backup("second")
     assert sorted(p.name for p in folder.iterdir()) == ["second.dump", "second.dump.sha256"]
     calls = log.read_text()
     assert "CREATE DATABASE" in calls
@@ -242,7 +242,7 @@ def test_a_failed_dump_leaves_nothing_and_rotates_nothing(tmp_path: Path, backup
     )
     backup = DatabaseBackup("cid", "aptos", "aptos_user", backups, keep=1, docker=[docker])
     with pytest.raises(BackupError, match=r"(?s)pg_dump of database 'aptos' failed \(exit 1\)"):
-        backup.create("new")
+        backup.backup("new")
     older_only(backups)
     assert "bg-stop" in log.read_text(), "what is left in the container is stopped"
 
@@ -251,7 +251,7 @@ def test_a_dump_that_timed_out_in_the_container_says_so(tmp_path: Path, backups:
     docker, _ = fake_docker(tmp_path, dump_rc=124)
     backup = DatabaseBackup("cid", "aptos", "aptos_user", backups, docker=[docker], timeout_s=5)
     with pytest.raises(BackupError, match="did not finish within 5s"):
-        backup.create("new")
+        backup.backup("new")
     older_only(backups)
 
 
@@ -261,7 +261,7 @@ def test_counts_that_differ_after_restore_fail_and_drop_the_scratch_database(
     docker, log = fake_docker(tmp_path, restored='BG-ROWCOUNTS {"t": 2, "u": 0}')
     backup = DatabaseBackup("cid", "aptos", "aptos_user", backups, keep=1, docker=[docker])
     with pytest.raises(BackupError, match=r"t: 3 != 2; u: missing != 0") as failure:
-        backup.create("new")
+        backup.backup("new")
     assert "The dump was discarded" in str(failure.value)
     older_only(backups)
     assert "DROP DATABASE" in log.read_text()
@@ -271,7 +271,7 @@ def test_an_existing_name_is_never_overwritten(tmp_path: Path, backups: Path) ->
     docker, log = fake_docker(tmp_path)
     backup = DatabaseBackup("cid", "aptos", "aptos_user", backups, docker=[docker])
     with pytest.raises(BackupError, match=r"older\.dump already exists"):
-        backup.create("older")
+        backup.backup("older")
     older_only(backups)
     assert not log.exists(), "refused before running anything"
 
@@ -280,14 +280,14 @@ def test_an_existing_name_is_never_overwritten(tmp_path: Path, backups: Path) ->
 def test_names_must_be_plain_short_file_names(tmp_path: Path, name: str) -> None:
     backup = DatabaseBackup("cid", "aptos", "aptos_user", tmp_path / "b")
     with pytest.raises(BackupError, match="backup name"):
-        backup.create(name)
+        backup.backup(name)
     assert not (tmp_path / "b").exists(), "refused before anything is made"
 
 
 def test_a_missing_docker_cli_is_a_clear_error(tmp_path: Path, backups: Path) -> None:
     backup = DatabaseBackup("cid", "aptos", "aptos_user", backups, docker=[str(tmp_path / "nope")])
     with pytest.raises(BackupError, match="not installed or not on PATH"):
-        backup.create("new")
+        backup.backup("new")
     older_only(backups)
 
 
@@ -311,5 +311,5 @@ def test_restore_checks_the_checksum_before_touching_the_database(
 def test_the_longest_name_fits_every_file_it_makes(tmp_path: Path) -> None:
     docker, _ = fake_docker(tmp_path)
     backup = DatabaseBackup("cid", "aptos", "aptos_user", tmp_path / "b", docker=[docker])
-    result = backup.create("x" * 200)
+    result = backup.backup("x" * 200)
     assert verify_checksum(result.path)

@@ -167,7 +167,7 @@ def test_old_release_images_go_the_newest_and_the_protected_stay(tmp_path: Path)
         "shop-db": [("14", 1.0), ("15", 2.0)],  # not a colour's: never pruned
     }
     engine.in_use = {"shop-backend:r2"}  # a stopped container still uses it
-    removed = make_stack(tmp_path, engine).prune_release_images(SPECS, keep=3, protect=["r1"])
+    removed = make_stack(tmp_path, engine).prune_release_images(keep=3, protect=["r1"], specs=SPECS)
     # r8, r7, r6 are the newest three; r1 is protected (the previous colour's release).
     assert removed == ["shop-backend:r5", "shop-backend:r4", "shop-backend:r3"]
     assert "shop-backend:r2" not in engine.removed

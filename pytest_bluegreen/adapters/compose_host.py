@@ -1,0 +1,79 @@
+"""The adapters of a stack on one Docker host: Compose, HAProxy, PostgreSQL and Locust together.
+
+This is what :class:`pytest_bluegreen.core.ports.Adapters` is today; another engine (Swarm) is
+another module with the same shape, and the deployment does not know which one it has.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pytest_bluegreen.adapters.haproxy import HAProxyRouter
+from pytest_bluegreen.adapters.locust_load import LoadRun
+from pytest_bluegreen.adapters.postgres import DatabaseBackup
+from pytest_bluegreen.adapters.stack import Progress, Stack, router_for
+from pytest_bluegreen.checks.probe import check_colour_serves
+from pytest_bluegreen.checks.rehearsal import MigrationRehearsal
+from pytest_bluegreen.core.colours import Colour
+from pytest_bluegreen.core.config import StackConfig
+from pytest_bluegreen.core.errors import DeployError
+
+
+class ComposeHost:
+    """Everything a deploy acts on; the Docker-backed parts open only when first asked for."""
+
+    def __init__(self, config: StackConfig, progress: Progress = lambda message: None) -> None:
+        self.config = config
+        self.progress = progress
+        self.router: HAProxyRouter = router_for(config)  # the admin socket only, no Docker
+        self._stack: Stack | None = None
+
+    def open_stack(self) -> Stack:
+        """The Compose stack: fails with one clear line when Docker or Compose is missing."""
+        if self._stack is None:
+            self._stack = Stack(self.config, progress=self.progress)
+        return self._stack
+
+    @property
+    def stack(self) -> Stack:
+        if self._stack is None:
+            raise DeployError("the prerequisites stage has not run")
+        return self._stack
+
+    def database(self) -> DatabaseBackup:
+        """The database service's database (started when it is not running)."""
+        db = self.config.db_service
+        if not self.stack.running_services([db]):
+            self.stack.start([db])
+        (container_id,) = self.stack.container_ids(db)
+        env = self.config.environment
+        return DatabaseBackup(
+            container_id,
+            database=env.get("POSTGRES_DB", "aptos"),
+            user=env.get("POSTGRES_USER", "aptos_user"),
+            backup_dir=self.config.backup_dir,
+            keep=self.config.keep_backups,
+        )
+
+    def rehearsal(self, dump: Path, new: Colour, live: Colour | None) -> MigrationRehearsal:
+        return MigrationRehearsal(self.stack, self.database(), dump, new, live)
+
+    def load(self, max_seconds: float) -> LoadRun | None:
+        """Locust on the public URL as the settings say; None when they ask for no users."""
+        cfg = self.config
+        if cfg.load_users == 0:
+            return None
+        return LoadRun(
+            cfg.public_url,
+            cfg.state_dir / "load",
+            cfg.ca_file,
+            users=cfg.load_users,
+            user_rps=cfg.load_user_rps,
+            paths=cfg.load_paths,
+            max_seconds=max_seconds,
+        )
+
+    def colour_serves(self, colour: Colour) -> list[str]:
+        """What is wrong with the public URL's critical paths; [] when ``colour`` serves them."""
+        cfg = self.config
+        return check_colour_serves(cfg.public_url, cfg.critical_paths, colour, cfg.ca_file)

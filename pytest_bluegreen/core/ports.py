@@ -1,0 +1,195 @@
+"""The deployment's view of the outside world: small Protocols, and the values that cross them.
+
+The core decides (abort, switch, roll back, conclude, repair); the adapters act. Each Protocol
+here is implemented by one adapter today (Compose on one host, HAProxy's runtime API, PostgreSQL,
+Locust, the reporting outputs) and by fakes in the unit tests of the decisions; the next engines
+(Swarm) and databases (MySQL, none, a team's own commands) implement the same ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from pytest_bluegreen.core.colours import Colour
+from pytest_bluegreen.core.load import Sample
+from pytest_bluegreen.core.record import DeployRecord
+
+NotificationKind = Literal["start", "success", "failure", "rollback"]
+
+# -- values ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ServerState:
+    """One server of a colour as the router sees it (a line of HAProxy's ``show stat``)."""
+
+    backend: str
+    server: str
+    status: str  # UP, DOWN, MAINT, "UP 1/2", "no check", ...
+    current_sessions: int
+    queued: int
+
+    @property
+    def up(self) -> bool:
+        return self.status == "UP"
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchResult:
+    """How one switch went, each step in milliseconds."""
+
+    from_colour: Colour
+    to_colour: Colour
+    preflight_ms: float
+    switch_ms: float
+    persist_ms: float
+    verify_ms: float
+
+    @property
+    def total_ms(self) -> float:
+        return self.preflight_ms + self.switch_ms + self.persist_ms + self.verify_ms
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerState:
+    """What the container engine says about one container."""
+
+    id: str
+    name: str
+    status: str  # created, running, exited, ...
+    health: str | None  # starting, healthy, unhealthy; None without a healthcheck
+    exit_code: int
+    restarts: int = 0  # how often its restart policy brought it back
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "running" and self.health in (None, "healthy")
+
+    @property
+    def failed(self) -> bool:
+        return self.status in ("exited", "dead", "restarting") or self.health == "unhealthy"
+
+    def describe(self) -> str:
+        if self.status != "running":
+            return f"{self.status} (exit code {self.exit_code})"
+        return self.health or "running"
+
+
+@dataclass(frozen=True, slots=True)
+class BackupResult:
+    """One verified backup."""
+
+    path: Path
+    sha256: str
+    size_bytes: int
+    row_counts: dict[str, int]  # table -> rows, counted in the snapshot of the dump
+    dump_s: float
+    verify_s: float
+
+
+# -- the adapters ----------------------------------------------------------------------------
+
+
+class Router(Protocol):
+    """Sends users' requests to one colour; switching is one atomic step."""
+
+    def active_colour(self) -> Colour: ...
+    def servers(self, colour: Colour) -> list[ServerState]: ...
+    def not_ready(self, colour: Colour) -> list[ServerState]: ...
+    def wait_ready(self, colour: Colour, timeout_s: float) -> None: ...
+    def drain(self, colour: Colour, timeout_s: float) -> float: ...
+    def switch(self, to_colour: Colour) -> SwitchResult: ...
+
+
+class Stack(Protocol):
+    """The containers of both colours and the services they share, on one container engine."""
+
+    release_env: dict[str, str]  # each colour's recorded release, seen by every command
+
+    def prepare(self) -> None: ...
+    def read_services(self) -> list[str]: ...
+    def check_ports_free(self) -> None: ...
+    def build_missing_shared(self) -> list[str]: ...
+    def running_services(self, services: Iterable[str]) -> list[str]: ...
+    def start(self, services: Sequence[str]) -> None: ...
+    def stop(self, services: Sequence[str]) -> None: ...
+    def build(self, services: Sequence[str]) -> None: ...
+    def recreate(self, services: Sequence[str]) -> None: ...
+    def wait_healthy(self, services: Sequence[str], timeout_s: float) -> None: ...
+    def migrate(self, colour: Colour, *, seed: bool) -> None: ...
+    def start_router(self, colour: Colour) -> None: ...
+    def revive(self, colour: Colour) -> None: ...
+    def container_ids(self, service: str) -> list[str]: ...
+    def container_state(self, container_id: str) -> ContainerState: ...
+    def logs(self, container_id: str, tail: int) -> str: ...
+    def prune_release_images(self, keep: int, protect: Iterable[str]) -> list[str]: ...
+    def schedule_retire(self, colour: Colour, delay_s: float) -> None: ...
+
+
+class Database(Protocol):
+    """The stack's database, as far as a deploy needs it: a verified backup."""
+
+    def backup(self, name: str) -> BackupResult: ...
+
+
+class Rehearsal(Protocol):
+    """The migration rehearsal on a scratch copy of the backup (the gates drive the rest)."""
+
+    scratch: str
+
+    def prepare(self) -> None: ...
+    def summary(self) -> dict[str, object]: ...
+    def drop(self) -> None: ...
+
+
+class LoadGenerator(Protocol):
+    """Users' requests through the public URL, one sample each, from start to stop."""
+
+    def start(self) -> None: ...
+    def samples(self) -> list[Sample]: ...
+    def stop(self) -> None: ...
+
+
+class Adapters(Protocol):
+    """Everything a deployment acts on, opened when the prerequisites stage asks for it."""
+
+    @property
+    def router(self) -> Router: ...
+    def open_stack(self) -> Stack: ...
+    def database(self) -> Database: ...
+    def rehearsal(self, dump: Path, new: Colour, live: Colour | None) -> Rehearsal: ...
+    def load(self, max_seconds: float) -> LoadGenerator | None: ...
+    def colour_serves(self, colour: Colour) -> list[str]: ...
+
+
+class Outputs(Protocol):
+    """What a deploy tells the outside: event log, webhooks, metrics.
+
+    Everything goes through one secret policy (see :mod:`pytest_bluegreen.reporting`).
+    """
+
+    @property
+    def secrets(self) -> tuple[str, ...]: ...
+    def refresh_secrets(self) -> None: ...
+    def mask(self, text: str) -> str: ...
+    def mask_json(self, value: Any) -> Any: ...
+    def emit(self, event: str, **fields: Any) -> None: ...
+    def notify(self, kind: NotificationKind, record: DeployRecord) -> list[str]: ...
+    def publish_metrics(self, record: DeployRecord) -> list[str]: ...
+    def close(self) -> None: ...
+
+
+class DeployObserver(Protocol):
+    """Told when traffic moves, by a switch or a rollback (the pytest hooks listen here)."""
+
+    def traffic_switched(self, from_colour: Colour, to_colour: Colour, reason: str) -> None: ...
+
+
+class NoObserver:
+    """An observer that listens to nothing."""
+
+    def traffic_switched(self, from_colour: Colour, to_colour: Colour, reason: str) -> None:
+        return None

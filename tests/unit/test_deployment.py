@@ -1,0 +1,519 @@
+"""The deployment's decisions, with fakes for every port: no Docker, no HAProxy, no database.
+
+Each test drives :class:`Deployment` through its stages as the stage items do and checks what
+it decided: which colour users end on, what it stopped, what it recorded and told.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_bluegreen.core.colours import Colour, other_colour
+from pytest_bluegreen.core.config import StackConfig
+from pytest_bluegreen.core.deployment import Deployment, Phase
+from pytest_bluegreen.core.errors import DeployError, LockError
+from pytest_bluegreen.core.load import Sample
+from pytest_bluegreen.core.lock import DeployLock, LockHolder
+from pytest_bluegreen.core.ports import (
+    BackupResult,
+    ContainerState,
+    NotificationKind,
+    ServerState,
+    SwitchResult,
+)
+from pytest_bluegreen.core.record import DeployRecord, RecordStore
+from pytest_bluegreen.core.state import ColourState, load_state, save_state
+
+SECRET = "s3cret-value-of-the-stack"
+
+
+class FakeRouter:
+    def __init__(self, live: Colour) -> None:
+        self.live = live
+        self.switches: list[Colour] = []
+        self.down: set[Colour] = set()  # colours whose servers are not UP
+        self.drained: list[Colour] = []
+
+    def active_colour(self) -> Colour:
+        return self.live
+
+    def servers(self, colour: Colour) -> list[ServerState]:
+        status = "DOWN" if colour in self.down else "UP"
+        return [ServerState(f"api_{colour}", f"backend-{colour}", status, 0, 0)]
+
+    def not_ready(self, colour: Colour) -> list[ServerState]:
+        return [s for s in self.servers(colour) if not s.up]
+
+    def wait_ready(self, colour: Colour, timeout_s: float) -> None:
+        if colour in self.down:
+            raise DeployError(f"{colour} is not UP")
+
+    def drain(self, colour: Colour, timeout_s: float) -> float:
+        self.drained.append(colour)
+        return 0.01
+
+    def switch(self, to_colour: Colour) -> SwitchResult:
+        result = SwitchResult(self.live, to_colour, 1.0, 0.5, 1.0, 1.0)
+        self.live = to_colour
+        self.switches.append(to_colour)
+        return result
+
+
+class FakeStack:
+    def __init__(self) -> None:
+        self.release_env: dict[str, str] = {}
+        self.running: set[str] = {"db", "loadbalancer", "backend-blue", "frontend-blue"}
+        self.stopped: list[str] = []
+        self.built: list[str] = []
+        self.recreated: list[str] = []
+        self.revived: list[Colour] = []
+        self.retire_scheduled: list[tuple[Colour, float]] = []
+        self.restarts: dict[str, int] = {}
+        self.crashing: str | None = None  # restarts at every look after the first
+        self.unhealthy: set[str] = set()
+        self.migrated: list[tuple[Colour, bool]] = []
+
+    def prepare(self) -> None:
+        return None
+
+    def read_services(self) -> list[str]:
+        return ["db", "backend-blue", "frontend-blue", "backend-green", "frontend-green"]
+
+    def check_ports_free(self) -> None:
+        return None
+
+    def build_missing_shared(self) -> list[str]:
+        return []
+
+    def running_services(self, services: Iterable[str]) -> list[str]:
+        return [s for s in services if s in self.running]
+
+    def start(self, services: Sequence[str]) -> None:
+        self.running.update(services)
+
+    def stop(self, services: Sequence[str]) -> None:
+        self.stopped += services
+        self.running.difference_update(services)
+
+    def build(self, services: Sequence[str]) -> None:
+        self.built += services
+
+    def recreate(self, services: Sequence[str]) -> None:
+        self.recreated += services
+        self.running.update(services)
+
+    def wait_healthy(self, services: Sequence[str], timeout_s: float) -> None:
+        return None
+
+    def migrate(self, colour: Colour, *, seed: bool) -> None:
+        self.migrated.append((colour, seed))
+
+    def start_router(self, colour: Colour) -> None:
+        self.running.add("loadbalancer")
+
+    def revive(self, colour: Colour) -> None:
+        self.revived.append(colour)
+        self.running.update({f"backend-{colour}", f"frontend-{colour}"})
+
+    def container_ids(self, service: str) -> list[str]:
+        return [f"{service}-1"]
+
+    def container_state(self, container_id: str) -> ContainerState:
+        service = container_id.removesuffix("-1")
+        if service == self.crashing:
+            self.restarts[service] = self.restarts.get(service, -1) + 1
+        health = "unhealthy" if service in self.unhealthy else "healthy"
+        return ContainerState(
+            container_id, service, "running", health, 0, self.restarts.get(service, 0)
+        )
+
+    def logs(self, container_id: str, tail: int) -> str:
+        return f"last lines of {container_id}, password {SECRET}"
+
+    def prune_release_images(self, keep: int, protect: Iterable[str]) -> list[str]:
+        return []
+
+    def schedule_retire(self, colour: Colour, delay_s: float) -> None:
+        self.retire_scheduled.append((colour, delay_s))
+
+
+class FakeDatabase:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.backups: list[str] = []
+
+    def backup(self, name: str) -> BackupResult:
+        self.backups.append(name)
+        path = self.folder / f"{name}.dump"
+        path.write_bytes(b"dump")
+        return BackupResult(path, "ab" * 32, 4, {"aptos_builder": 3}, 0.1, 0.2)
+
+
+class FakeLoad:
+    """Users' requests: ``fail_after_switch`` of them fail once the switch happened."""
+
+    def __init__(self, router: FakeRouter, fail_after_switch: int = 0) -> None:
+        self.router = router
+        self.fail_after_switch = fail_after_switch
+        self.started = self.stopped = False
+        self.switched_at: float | None = None
+
+    def start(self) -> None:
+        self.started = True
+
+    def samples(self) -> list[Sample]:
+        import time
+
+        now = time.time()
+        old = "blue"
+        samples = [Sample(now - 3 + i * 0.1, 5.0, True, old) for i in range(10)]
+        if self.router.switches:
+            samples += [Sample(now + i * 0.01, 5.0, True, "green") for i in range(10)]
+            samples += [Sample(now + 0.2, 5.0, False, None)] * self.fail_after_switch
+        return samples
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+class FakeAdapters:
+    def __init__(self, folder: Path, live: Colour | None) -> None:
+        self._router = FakeRouter(live or "blue")
+        self.stack = FakeStack()
+        if live is None:
+            self.stack.running = set()
+        self.db = FakeDatabase(folder)
+        self.not_serving: dict[Colour, list[str]] = {}
+        self.load_run: FakeLoad | None = None
+
+    @property
+    def router(self) -> FakeRouter:
+        return self._router
+
+    def open_stack(self) -> FakeStack:
+        return self.stack
+
+    def database(self) -> FakeDatabase:
+        return self.db
+
+    def rehearsal(self, dump: Path, new: Colour, live: Colour | None) -> Any:
+        raise NotImplementedError
+
+    def load(self, max_seconds: float) -> FakeLoad | None:
+        return self.load_run
+
+    def colour_serves(self, colour: Colour) -> list[str]:
+        return self.not_serving.get(colour, [])
+
+
+class FakeOutputs:
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.notified: list[NotificationKind] = []
+        self.metrics: list[str] = []
+        self.closed = False
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (SECRET,)
+
+    def refresh_secrets(self) -> None:
+        return None
+
+    def mask(self, text: str) -> str:
+        return text.replace(SECRET, "***")
+
+    def mask_json(self, value: Any) -> Any:
+        return json.loads(self.mask(json.dumps(value)))
+
+    def emit(self, event: str, **fields: Any) -> None:
+        self.events.append({"event": event, **fields})
+
+    def notify(self, kind: NotificationKind, record: DeployRecord) -> list[str]:
+        self.notified.append(kind)
+        return []
+
+    def publish_metrics(self, record: DeployRecord) -> list[str]:
+        self.metrics.append(record.result)
+        return []
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Observer:
+    def __init__(self) -> None:
+        self.moves: list[tuple[Colour, Colour, str]] = []
+
+    def traffic_switched(self, from_colour: Colour, to_colour: Colour, reason: str) -> None:
+        self.moves.append((from_colour, to_colour, reason))
+
+
+@dataclasses.dataclass
+class World:
+    config: StackConfig
+    adapters: FakeAdapters
+    outputs: FakeOutputs
+    observer: Observer
+    deployment: Deployment
+
+    @property
+    def stack(self) -> FakeStack:
+        return self.adapters.stack
+
+    @property
+    def router(self) -> FakeRouter:
+        return self.adapters.router
+
+    def run(self, *stages: str, gates_passed: int = 1) -> None:
+        for stage in stages:
+            if stage == "switch":
+                self.deployment.switch(gates_passed)
+            else:
+                getattr(self.deployment, stage)()
+
+    def state(self) -> ColourState:
+        return load_state(self.config.state_file)
+
+
+WORLDS: list[World] = []
+
+
+@pytest.fixture(autouse=True)
+def _release_locks() -> Iterator[None]:
+    """A test that stops mid-deploy leaves its lock held: released here, as an exit would."""
+    yield
+    while WORLDS:
+        lock = WORLDS.pop().deployment.lock
+        if lock.held:
+            lock.release()
+
+
+def make_world(tmp_path: Path, live: Colour | None = "blue", **settings: Any) -> World:
+    settings = {"load_users": 0, "bake_s": 0.0, **settings}
+    config = StackConfig(project_dir=tmp_path, state_dir=tmp_path / "state", **settings)
+    if live is not None:
+        save_state(config.state_file, ColourState(live=live, releases={live: "r1"}))
+    adapters, outputs, observer = FakeAdapters(tmp_path, live), FakeOutputs(), Observer()
+    deployment = Deployment(
+        config, "r2", adapters, outputs, deploy_id="20261202T000000Z-test01", observer=observer
+    )
+    WORLDS.append(World(config, adapters, outputs, observer, deployment))
+    return WORLDS[-1]
+
+
+BEFORE_SWITCH = ("prerequisites", "colours", "backup", "build", "bring_up")
+
+
+def test_a_deploy_that_passes_every_stage_makes_the_new_colour_live(tmp_path: Path) -> None:
+    world = make_world(tmp_path)
+    world.run(*BEFORE_SWITCH, "switch", "bake", "retire")
+    world.deployment.conclude(None, None, None)
+    assert world.router.live == "green"
+    assert world.state().live == "green"
+    assert world.state().releases == {"blue": "r1", "green": "r2"}
+    assert world.stack.stopped == ["backend-blue", "frontend-blue"]  # retired
+    assert world.observer.moves == [("blue", "green", "switch")]
+    assert world.deployment.record.result == "deployed"
+    assert world.outputs.notified == ["start", "success"]
+    assert world.outputs.closed
+    assert DeployLock(world.config.lock_file).running() is None
+
+
+def test_a_failure_before_anything_changed_touches_nothing(tmp_path: Path) -> None:
+    world = make_world(tmp_path)
+    world.run("prerequisites", "colours")
+    world.deployment.conclude("backup", "stage backup failed: disk full", 1.0)
+    assert world.deployment.record.result == "aborted"
+    assert world.router.switches == []
+    assert world.stack.stopped == []
+    assert world.state().live == "blue"
+    assert world.outputs.notified == ["start", "failure"]
+
+
+def test_a_failure_before_the_switch_stops_the_idle_colour_and_leaves_traffic(
+    tmp_path: Path,
+) -> None:
+    world = make_world(tmp_path)
+    world.run(*BEFORE_SWITCH)
+    world.deployment.conclude("gates", "stage gates failed: /api: HTTP 500", 1.0)
+    assert world.deployment.record.result == "aborted"
+    assert world.router.switches == []
+    assert world.router.live == "blue"
+    assert world.stack.stopped == ["backend-green", "frontend-green"]
+    assert world.state().releases == {"blue": "r1"}  # the aborted release is forgotten
+    logs = world.deployment.record.logs
+    assert set(logs) == {"backend-green", "frontend-green"}
+    assert SECRET not in json.dumps(logs)
+    assert "***" in logs["backend-green"]
+
+
+def test_no_gate_that_ran_means_no_switch(tmp_path: Path) -> None:
+    world = make_world(tmp_path)
+    world.run(*BEFORE_SWITCH)
+    with pytest.raises(DeployError, match="no gate test ran"):
+        world.deployment.switch(gates_passed=0)
+    assert world.router.switches == []
+    world.deployment.conclude("switch", "no gate test ran", 1.0)
+    assert world.deployment.record.result == "aborted"
+
+
+def test_a_failure_after_the_switch_rolls_back_and_verifies_the_old_colour(
+    tmp_path: Path,
+) -> None:
+    world = make_world(tmp_path)
+    world.run(*BEFORE_SWITCH, "switch")
+    assert world.deployment.phase is Phase.SWITCHED
+    world.deployment.conclude("verify", "stage verify failed", world.deployment.clock())
+    assert world.router.live == "blue"
+    assert world.router.switches == ["green", "blue"]
+    assert world.stack.revived == ["blue"]
+    assert world.stack.stopped == ["backend-green", "frontend-green"]  # the failed colour
+    record = world.deployment.record
+    assert record.result == "rolled_back"
+    assert record.rollback_s is not None
+    assert record.rollback_verified_s is not None
+    assert record.rollback_s <= record.rollback_verified_s
+    assert world.state().live == "blue"
+    assert world.state().releases == {"blue": "r1"}  # the failed release is no rollback target
+    assert world.observer.moves[-1] == ("green", "blue", "rollback")
+    assert world.outputs.notified[-1] == "rollback"
+
+
+def test_a_rollback_whose_old_colour_does_not_serve_goes_back_to_the_one_that_does(
+    tmp_path: Path,
+) -> None:
+    world = make_world(tmp_path)
+    world.run(*BEFORE_SWITCH, "switch")
+    world.adapters.not_serving["blue"] = ["/: HTTP 502"]
+    with pytest.raises(DeployError, match=r"does not serve: /: HTTP 502; green kept live"):
+        world.deployment.conclude("bake", "stage bake failed", world.deployment.clock())
+    assert world.router.live == "green"
+    assert world.state().live == "green"
+    assert world.deployment.record.result == "rolled_back"
+    assert "green kept live" in (world.deployment.record.error or "")
+    assert DeployLock(world.config.lock_file).running() is None  # unlocked all the same
+
+
+def test_a_rollback_with_neither_colour_serving_stays_on_the_old_one(tmp_path: Path) -> None:
+    world = make_world(tmp_path)
+    world.run(*BEFORE_SWITCH, "switch")
+    world.adapters.not_serving = {"blue": ["/: HTTP 502"], "green": ["/: HTTP 500"]}
+    with pytest.raises(DeployError, match="green does not serve either; users stay on blue"):
+        world.deployment.conclude("bake", "stage bake failed", world.deployment.clock())
+    assert world.router.live == "blue"
+
+
+def test_a_first_deploy_that_fails_after_its_switch_has_nothing_to_roll_back_to(
+    tmp_path: Path,
+) -> None:
+    world = make_world(tmp_path, live=None)
+    world.run(*BEFORE_SWITCH, "switch")
+    assert world.stack.migrated == [("blue", True)]  # a first deploy seeds
+    with pytest.raises(DeployError, match="no colour to roll back to"):
+        world.deployment.conclude("verify", "stage verify failed", 1.0)
+    assert world.deployment.record.result == "rolled_back"
+
+
+def test_a_first_deploy_starts_the_router_on_its_colour_without_a_switch(tmp_path: Path) -> None:
+    world = make_world(tmp_path, live=None)
+    world.run(*BEFORE_SWITCH, "switch", "bake", "retire")
+    world.deployment.conclude(None, None, None)
+    assert "loadbalancer" in world.stack.running
+    assert world.router.switches == []
+    assert world.state().live == "blue"
+    assert world.deployment.record.from_colour is None
+
+
+def test_failed_requests_after_the_switch_fail_the_switch_stage(tmp_path: Path) -> None:
+    world = make_world(tmp_path, load_window_s=0.0, load_users=1)
+    world.adapters.load_run = FakeLoad(world.router, fail_after_switch=3)
+    world.run(*BEFORE_SWITCH)
+    with pytest.raises(DeployError, match=r"under load: 3 requests failed \(budget 0\)"):
+        world.deployment.switch(gates_passed=1)
+    assert world.deployment.switched  # traffic moved: the end is a rollback, not an abort
+    world.deployment.conclude("switch", "under load", world.deployment.clock())
+    assert world.router.live == "blue"
+    assert world.adapters.load_run.stopped
+
+
+def test_bake_rolls_back_on_a_restarted_container(tmp_path: Path) -> None:
+    world = make_world(tmp_path, bake_s=5.0)
+    world.run(*BEFORE_SWITCH, "switch")
+    world.stack.crashing = "backend-green"
+    with pytest.raises(DeployError, match="green failed while baking: backend-green restarted"):
+        world.deployment.bake()
+
+
+def test_bake_rolls_back_on_a_server_the_router_no_longer_sees_up(tmp_path: Path) -> None:
+    world = make_world(tmp_path, bake_s=5.0)
+    world.run(*BEFORE_SWITCH, "switch")
+    world.router.down.add("green")
+    with pytest.raises(DeployError, match="api_green/backend-green is DOWN"):
+        world.deployment.bake()
+
+
+def test_retire_with_a_delay_leaves_the_old_colour_running_for_a_detached_stop(
+    tmp_path: Path,
+) -> None:
+    world = make_world(tmp_path, retire_delay_s=30.0)
+    world.run(*BEFORE_SWITCH, "switch", "bake", "retire")
+    assert world.router.drained == ["blue"]
+    assert world.stack.stopped == []
+    assert world.stack.retire_scheduled == [("blue", 30.0)]
+
+
+def test_the_colours_stage_trusts_the_router_over_the_state_file(tmp_path: Path) -> None:
+    world = make_world(tmp_path)
+    world.router.live = "green"
+    save_state(world.config.state_file, ColourState(live="green", releases={"green": "r1"}))
+    world.run("prerequisites")
+    save_state(world.config.state_file, ColourState(live="blue"))
+    world.deployment.state.live = "blue"
+    world.run("colours")
+    assert world.deployment.record.from_colour == "green"
+    assert world.deployment.to_colour == other_colour("green")
+    assert any(e["event"] == "colours.mismatch" for e in world.outputs.events)
+
+
+def test_a_killed_deploys_unverified_switch_is_put_back_and_its_record_closed(
+    tmp_path: Path,
+) -> None:
+    world = make_world(tmp_path)
+    killed = DeployRecord(id="20261201T000000Z-killed", release="r9", from_colour="blue",
+                          to_colour="green")  # fmt: skip
+    RecordStore(world.config.state_dir).save(killed)
+    world.router.live = "green"  # switched, then killed before it was verified
+    world.config.state_dir.mkdir(parents=True, exist_ok=True)
+    holder = LockHolder(killed.id, 999_999_999, killed.started_at)
+    world.config.lock_file.write_text(json.dumps(dataclasses.asdict(holder)))
+    world.run("prerequisites")
+    assert world.router.live == "blue"
+    assert world.observer.moves == [("green", "blue", "repair")]
+    repaired = RecordStore(world.config.state_dir).load(killed.id)
+    assert repaired.result == "interrupted"
+    assert world.deployment.id in (repaired.error or "")
+
+
+def test_a_second_deploy_is_refused_while_one_runs(tmp_path: Path) -> None:
+    world = make_world(tmp_path)
+    world.run("prerequisites")
+    other = make_world(tmp_path)
+    with pytest.raises(LockError):
+        other.deployment.prerequisites()
+    assert world.router.switches == []
+
+
+def test_the_record_as_saved_masks_the_stacks_secrets(tmp_path: Path) -> None:
+    world = make_world(tmp_path)
+    world.run(*BEFORE_SWITCH)
+    world.deployment.conclude("gates", f"stage gates failed: saw {SECRET}", 1.0)
+    saved = (world.config.state_dir / "last-deploy.json").read_text()
+    assert SECRET not in saved
+    assert "***" in saved
