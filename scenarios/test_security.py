@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from pytest_bluegreen.adapters.stack import GENERATED_SECRETS
+from pytest_bluegreen.checks.hardening import RUNTIME_PREFIX
 from pytest_bluegreen.core.colours import COLOURS, Colour
 from scenarios.harness import PROJECT, ScenarioHost, Webhook
 
@@ -21,10 +22,6 @@ from scenarios.harness import PROJECT, ScenarioHost, Webhook
 # its admin socket, then runs as its own user), and Docker runs a healthcheck as the image's
 # user. Known, and the one root process left (see the README).
 ROOT_ALLOWED = {"docker-init", "haproxy-healthc"}
-# runc's init stub of an exec that is starting (a healthcheck): it runs as root for the instant
-# before it switches to the exec's user and replaces itself with the exec's command, which is
-# then judged by its own name. Seen once in CI as 'runc:[2:INIT]'.
-RUNTIME_STUB_PREFIX = "runc:["
 
 
 def https(host: ScenarioHost) -> requests.Session:
@@ -99,7 +96,7 @@ def test_containers_do_not_run_as_root(host: ScenarioHost) -> None:
         ).stdout.strip()  # fmt: skip
         for line in top:
             user, pid, command = line.split(None, 2)
-            if command.startswith(RUNTIME_STUB_PREFIX):
+            if command.startswith(RUNTIME_PREFIX):  # an exec starting; judged once it runs
                 continue
             if user in ("root", "0") and command not in ROOT_ALLOWED:
                 found.append(f"{name}: {command} (pid {pid})")

@@ -60,3 +60,4 @@ class DeployOutputs:
 
     def close(self) -> None:
         self.events.close()
+        self.notifier.close()

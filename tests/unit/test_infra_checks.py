@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from suites.infra import checks
-from suites.infra.checks import Limits, Listener, Process
+from pytest_bluegreen.checks import hardening as checks
+from pytest_bluegreen.checks.hardening import Limits, Listener, Process
 
 # --- processes ------------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
-"""Pure parsing and judging for the infra suite: /proc, cgroup files, docker inspect, grep output.
+"""Container hardening: parsing and judging of /proc, cgroup files, docker inspect, grep output.
 
-No Docker here: the suite runs the commands in the container and hands their output to these
-functions, so each rule is unit-tested on its own (tests/unit/test_infra_checks.py).
+No Docker here: a suite (the reference stack's ``suites/infra``) runs the commands in the
+container and hands their output to these functions, so each rule is unit-tested on its own
+(tests/unit/test_infra_checks.py).
 """
 
 from __future__ import annotations
