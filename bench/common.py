@@ -3,22 +3,22 @@
 Each bench runs one real reference stack as its own Compose project (default ``bgbench``), on
 loopback ports ``port_base + 443`` etc., with its state folder and secrets in a work folder of
 its own, so it never touches another stack on the machine. The stack is torn down (``down -v``)
-at the end, also on Ctrl-C or SIGTERM, unless asked to keep it.
+at the end, also on Ctrl-C or SIGTERM, unless asked to keep it. The throwaway stack itself
+(settings, bring-up, teardown, a user's ``pytest --bg-deploy``) is :mod:`tests.harness`.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import platform
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -32,49 +32,33 @@ from bench.loadgen import LoadResult, Sample  # noqa: E402
 from pytest_bluegreen.adapters.stack import Stack  # noqa: E402
 from pytest_bluegreen.core import load  # noqa: E402
 from pytest_bluegreen.core.colours import COLOURS  # noqa: E402
-from pytest_bluegreen.core.config import StackConfig, load_config  # noqa: E402
+from pytest_bluegreen.core.config import StackConfig  # noqa: E402
 from pytest_bluegreen.core.errors import BluegreenError  # noqa: E402
+from tests import harness  # noqa: E402
 
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def ports(base: int) -> dict[str, str]:
-    """The stack's loopback ports: ``base + 443`` public HTTPS and so on."""
-    return {
-        "PUBLIC_BIND": "127.0.0.1",
-        "PUBLIC_HTTP_PORT": str(base + 80),
-        "PUBLIC_HTTPS_PORT": str(base + 443),
-        "PREVIEW_BLUE_PORT": str(base + 441),
-        "PREVIEW_GREEN_PORT": str(base + 442),
-        "STATS_PORT": str(base + 404),
-    }
+def bench_settings(
+    project: str, home: Path, port_base: int, settings: Mapping[str, Any] | None = None
+) -> harness.Throwaway:
+    """Settings of a throwaway stack whose state and secrets live in ``home``."""
+    ports = harness.ports(port_base)
+    return harness.Throwaway(project, home, ports, env_file="bench.env", settings=settings or {})
 
 
 def bench_config(project: str, home: Path, port_base: int) -> StackConfig:
-    """Settings of a throwaway stack whose state and secrets live in ``home``."""
-    settings = home / "bluegreen.toml"
-    settings.write_text(
-        f'project_name = "{project}"\n'
-        f'state_dir = "{home / "state"}"\n'
-        f'env_file = "{home / "bench.env"}"\n'
-        'compose_files = ["docker-compose.blue-green.yml"]\n'
-    )
-    return load_config(REPO, settings, environ={**os.environ, **ports(port_base)})
+    """The settings of :func:`bench_settings`, written and read back."""
+    return bench_settings(project, home, port_base).config()
 
 
 @dataclass
-class BenchStack:
-    """The bench's stack, up with both colours healthy, blue live."""
+class BenchStack(harness.StackUser):
+    """The bench's stack, up with both colours healthy, blue live; its work folder is ``home``."""
 
-    stack: Stack
-    home: Path
     keep: bool
-
-    @property
-    def config(self) -> StackConfig:
-        return self.stack.config
 
 
 def _healthy(stack: Stack) -> bool:
@@ -93,6 +77,14 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def add_stack_options(parser: argparse.ArgumentParser) -> None:
+    """The options of :func:`bench_stack`: ``--project``, ``--port-base``, ``--work-dir``..."""
+    parser.add_argument("--project", default="bgbench")
+    parser.add_argument("--port-base", type=int, default=48000)
+    parser.add_argument("--work-dir", type=Path, help="state folder to use and keep")
+    parser.add_argument("--keep-stack", action="store_true", help="leave the stack running")
+
+
 @contextlib.contextmanager
 def bench_stack(
     project: str, port_base: int, work_dir: Path | None, keep: bool
@@ -103,28 +95,26 @@ def bench_stack(
     (a killed run) is removed with its volumes first. SIGTERM ends the run like Ctrl-C.
     """
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    fresh = work_dir is None
-    home = Path(tempfile.mkdtemp(prefix=f"{project}-")) if work_dir is None else work_dir
-    home.mkdir(parents=True, exist_ok=True)
-    stack = Stack(bench_config(project, home, port_base), progress=lambda m: log(f"stack: {m}"))
+    folder: contextlib.AbstractContextManager[Path] = (
+        harness.short_home(f"{project}-", keep=keep)
+        if work_dir is None
+        else contextlib.nullcontext(work_dir)
+    )
     try:
-        if fresh or not _healthy(stack):
-            if fresh:
-                stack.down(volumes=True)
-            started = time.monotonic()
-            stack.up(("blue", "green"), live="blue")
-            log(f"stack {project} up in {time.monotonic() - started:.1f}s")
-        else:
-            log(f"reusing the healthy stack {project} in {home}")
-        yield BenchStack(stack, home, keep)
+        with folder as home:
+            home.mkdir(parents=True, exist_ok=True)
+            settings = bench_settings(project, home, port_base)
+            fresh = work_dir is None
+            with harness.throwaway_stack(
+                settings, fresh=fresh, keep=keep, progress=lambda m: log(f"stack: {m}")
+            ) as stack:
+                if fresh or not _healthy(stack):
+                    log(f"stack {project} up in {harness.bring_up(stack):.1f}s")
+                else:
+                    log(f"reusing the healthy stack {project} in {home}")
+                yield BenchStack(settings, stack, keep)
     finally:
-        try:
-            if not keep:
-                stack.down(volumes=True)
-        finally:
-            if fresh and not keep:
-                shutil.rmtree(home, ignore_errors=True)
-            signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _first_line(argv: Sequence[str]) -> str:

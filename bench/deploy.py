@@ -24,12 +24,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Final
@@ -38,13 +34,13 @@ REPO: Final = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.common import machine_info, ports  # noqa: E402
-from pytest_bluegreen.adapters.stack import Stack  # noqa: E402
-from pytest_bluegreen.core.config import StackConfig, load_config  # noqa: E402
+from bench.common import bench_settings, machine_info  # noqa: E402
+from pytest_bluegreen.core.config import StackConfig  # noqa: E402
 from pytest_bluegreen.core.record import DeployRecord, RecordStore  # noqa: E402
+from tests.harness import NOISY_P99, StackUser, short_home, throwaway_stack  # noqa: E402
 
 PROJECT: Final = "bgbenchdeploy"
-PORTS: Final = ports(47000)
+PORT_BASE: Final = 47000
 DESIGN_FIXED_WAITS_S: Final = 30 + 5 + 30  # the design document's deploy.sh sleeps
 COLUMNS: Final = (
     "wall_s",
@@ -58,40 +54,35 @@ COLUMNS: Final = (
 )
 
 
-def settings(home: Path) -> Path:
-    path = home / "bluegreen.toml"
-    path.write_text(
-        f'project_name = "{PROJECT}"\n'
-        f'state_dir = "{home / "state"}"\n'
-        f'env_file = "{home / "bench.env"}"\n'
-        # The p99 of one second on 2 shared cores is noise (see bench/switch.py for the switch's
-        # own cost); this bench times the deploy, it does not judge it.
-        "load_p99_budget_ms = 2000\n"
-    )
-    return path
-
-
-def deploy(config_file: Path, release: str) -> tuple[float, str]:
+def deploy(user: StackUser, release: str) -> tuple[float, str]:
     """One ``pytest --bg-deploy`` as a user runs it; its wall time and output."""
-    argv = [sys.executable, "-m", "pytest", f"--rootdir={REPO}", f"--bg-config={config_file}"]
-    argv += ["-p", "no:cacheprovider", "-q", "--bg-deploy", "--bg-release", release]
     start = time.monotonic()
-    result = subprocess.run(
-        argv,
-        cwd=REPO,
-        env={**os.environ, **PORTS},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    result = user.run("-q", "--bg-deploy", "--bg-release", release, timeout_s=900)
     wall = time.monotonic() - start
     if result.returncode != 0:
         raise SystemExit(
             f"deploy {release} failed (exit {result.returncode}):\n{result.stdout[-4000:]}"
         )
     return wall, result.stdout
+
+
+def timed_deploys(user: StackUser, count: int) -> list[dict[str, Any]]:
+    """A first deploy on the empty host, then ``count`` timed ones: a row each."""
+    config = user.config
+    print("first deploy (empty host) ...", flush=True)
+    deploy(user, "bench-initial")
+    store = RecordStore(config.state_dir)
+    rows: list[dict[str, Any]] = []
+    for number in range(1, count + 1):
+        release = f"bench-{number}"
+        wall, _ = deploy(user, release)
+        record = store.last()
+        if record is None or record.release != release:
+            raise SystemExit(f"no record of deploy {release} in {config.state_dir}")
+        row = {"release": release, "deploy_id": record.id, **split(record, wall, config)}
+        rows.append(row)
+        print(f"{release}: {wall:.1f} s, overhead {row['framework_overhead_s']:.2f} s", flush=True)
+    return rows
 
 
 def events_of(config: StackConfig, deploy_id: str) -> dict[str, dict[str, Any]]:
@@ -145,35 +136,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "deploy.json")
     parser.add_argument("--keep", action="store_true", help="leave the stack and its folder")
     args = parser.parse_args(argv)
-    home = Path(tempfile.mkdtemp(prefix="bgbenchdeploy-"))
-    config_file = settings(home)
-    config = load_config(REPO, config_file, environ={**os.environ, **PORTS})
-    stack = Stack(config)
-    rows: list[dict[str, Any]] = []
     started = time.monotonic()
-    try:
-        stack.down(volumes=True)
-        print("first deploy (empty host) ...", flush=True)
-        deploy(config_file, "bench-initial")
-        store = RecordStore(config.state_dir)
-        for number in range(1, args.deploys + 1):
-            release = f"bench-{number}"
-            wall, _ = deploy(config_file, release)
-            record = store.last()
-            if record is None or record.release != release:
-                raise SystemExit(f"no record of deploy {release} in {config.state_dir}")
-            row = {"release": release, "deploy_id": record.id, **split(record, wall, config)}
-            rows.append(row)
-            print(
-                f"{release}: {wall:.1f} s, overhead {row['framework_overhead_s']:.2f} s", flush=True
-            )
-        info = machine_info(stack)
-    finally:
-        if args.keep:
-            print(f"kept: the stack (project {PROJECT}) and {home}")
-        else:
-            stack.down(volumes=True)
-            shutil.rmtree(home, ignore_errors=True)
+    with short_home("bgbenchdeploy-", keep=args.keep) as home:
+        # This bench times the deploy; it does not judge its p99 (noise on 2 shared cores).
+        settings = bench_settings(PROJECT, home, PORT_BASE, NOISY_P99)
+        try:
+            with throwaway_stack(settings, keep=args.keep, progress=lambda _: None) as stack:
+                rows = timed_deploys(StackUser(settings, stack), args.deploys)
+                info = machine_info(stack)
+        finally:
+            if args.keep:
+                print(f"kept: the stack (project {PROJECT}) and {home}")
     medians = {c: round(statistics.median(r[c] for r in rows), 3) for c in COLUMNS}
     result = {
         "benchmark": "deploy",

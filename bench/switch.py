@@ -57,6 +57,7 @@ import docker  # noqa: E402
 
 from bench.common import (  # noqa: E402
     BenchStack,
+    add_stack_options,
     as_load_samples,
     bench_stack,
     client_figures,
@@ -813,10 +814,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--new-connection-clients", type=int, default=4)
     parser.add_argument("--path", action="append", dest="paths", help="default: both healths")
     parser.add_argument("--mechanism", action="append", choices=MECHANISMS, dest="mechanisms")
-    parser.add_argument("--project", default="bgbench")
-    parser.add_argument("--port-base", type=int, default=48000)
-    parser.add_argument("--work-dir", type=Path, help="state folder to use and keep")
-    parser.add_argument("--keep-stack", action="store_true", help="leave the stack running")
+    add_stack_options(parser)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "switch.json")
     args = parser.parse_args(argv)
     names = args.mechanisms or list(MECHANISMS)

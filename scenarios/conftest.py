@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from scenarios.harness import PROJECT, REPO, ScenarioHost, Webhook, make_host
+from scenarios.harness import ScenarioHost, Webhook, scenario_stack
+from tests.harness import REPO, short_home, throwaway_stack
 from tests.images import ThrowawayImages
 
 
@@ -36,16 +35,14 @@ def webhook() -> Iterator[Webhook]:
 @pytest.fixture(scope="session")
 def host(webhook: Webhook, throwaway_images: ThrowawayImages) -> Iterator[ScenarioHost]:
     """The stack after a first deploy, with data; removed afterwards."""
-    throwaway_images.add(PROJECT)
-    home = Path(tempfile.mkdtemp(prefix="bgscn-"))
-    host = make_host(home, webhook.url)
-    host.stack.down(volumes=True)
-    first = host.start_deploy("scn-initial")
-    first.start_reading([])
-    output = first.wait()
-    assert first.proc.returncode == 0, output[-4000:]
-    host.outputs.append(output)
-    yield host
-    write_summary(host.survived, REPO / "reports" / "scenarios.json")
-    host.stack.down(volumes=True)
-    shutil.rmtree(home, ignore_errors=True)
+    with short_home("bgscn-") as home:
+        throwaway = scenario_stack(home, webhook.url)
+        with throwaway_stack(throwaway, images=throwaway_images) as stack:
+            host = ScenarioHost(throwaway, stack)
+            first = host.start_deploy("scn-initial")
+            first.start_reading([])
+            output = first.wait()
+            assert first.proc.returncode == 0, output[-4000:]
+            host.outputs.append(output)
+            yield host
+            write_summary(host.survived, REPO / "reports" / "scenarios.json")

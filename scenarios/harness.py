@@ -7,9 +7,7 @@ plays the users on the public URL for the whole scenario.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -18,27 +16,12 @@ from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import requests
-
 from pytest_bluegreen.adapters.locust_load import LoadRun
-from pytest_bluegreen.adapters.postgres import DatabaseBackup
-from pytest_bluegreen.adapters.stack import Stack
-from pytest_bluegreen.core.colours import Colour, other_colour
-from pytest_bluegreen.core.config import StackConfig, load_config
 from pytest_bluegreen.core.lock import DeployLock
-from pytest_bluegreen.core.record import DeployRecord, RecordStore
+from tests.harness import NOISY_P99, StackUser, Throwaway, ports
 
-REPO = Path(__file__).resolve().parents[1]
-BASE_COMPOSE = REPO / "docker-compose.blue-green.yml"
 PROJECT = "bgscen"
-PORTS = {
-    "PUBLIC_BIND": "127.0.0.1",
-    "PUBLIC_HTTP_PORT": "58080",
-    "PUBLIC_HTTPS_PORT": "58443",
-    "PREVIEW_BLUE_PORT": "58441",
-    "PREVIEW_GREEN_PORT": "58442",
-    "STATS_PORT": "58404",
-}
+PORTS = ports(58000)
 # Every scenario's data is compared by these: rows and an md5 of every row, in id order.
 DATA_SQL = """
 SELECT 'aptos_builder', count(*), md5(coalesce(string_agg(b::text, '|' ORDER BY b.id), ''))
@@ -47,19 +30,6 @@ UNION ALL
 SELECT 'aptos_apartment', count(*), md5(coalesce(string_agg(a::text, '|' ORDER BY a.id), ''))
   FROM aptos_apartment a
 """
-
-
-def settings_text(home: Path, webhook: str) -> str:
-    files = [str(BASE_COMPOSE)]
-    return (
-        f'project_name = "{PROJECT}"\n'
-        f'state_dir = "{home / "state"}"\n'
-        f'env_file = "{home / "scen.env"}"\n'
-        f"compose_files = {files!r}\n".replace("'", '"')
-        + f'webhooks = ["{webhook}"]\n'
-        # 2 shared cores: p99 of a one-second window is noise (see bench/); 0 failures holds.
-        + "load_p99_budget_ms = 2000\n"
-    )
 
 
 class Webhook:
@@ -125,42 +95,19 @@ class Deploy:
 
 
 @dataclass
-class ScenarioHost:
+class ScenarioHost(StackUser):
     """The stack under test and the user's view of it."""
 
-    home: Path
-    stack: Stack
     notes: dict[str, str] = field(default_factory=dict)  # what an action saw
     outputs: list[str] = field(default_factory=list)  # every deploy's terminal output
     survived: list[dict[str, object]] = field(default_factory=list)  # one row per scenario
-
-    @property
-    def config(self) -> StackConfig:
-        return self.stack.config
-
-    @property
-    def settings(self) -> Path:
-        return self.home / "bluegreen.toml"
-
-    def settings_with(self, name: str, extra: str) -> Path:
-        path = self.home / f"{name}.toml"
-        path.write_text(self.settings.read_text() + extra + "\n")
-        return path
-
-    def argv(
-        self, *args: str, compose: list[Path] | None = None, settings: Path | None = None
-    ) -> list[str]:
-        argv = [sys.executable, "-m", "pytest", f"--rootdir={REPO}"]
-        argv += [f"--bg-config={settings or self.settings}", "-p", "no:cacheprovider"]
-        for path in [BASE_COMPOSE, *compose] if compose else []:
-            argv += [f"--bg-compose-file={path}"]
-        return [*argv, *args]
+    release_override = StackUser.idle_override  # the idle colour's backend: the broken release
 
     def start_deploy(
         self, release: str, compose: list[Path] | None = None, settings: Path | None = None
     ) -> Deploy:
         report = self.home / "reports" / f"{release}.html"
-        argv = self.argv(
+        proc = self.start(
             "--bg-deploy",
             "--bg-release",
             release,
@@ -169,58 +116,15 @@ class ScenarioHost:
             compose=compose,
             settings=settings,
         )
-        proc = subprocess.Popen(
-            argv,
-            cwd=REPO,
-            env={**os.environ, **PORTS},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
         return Deploy(proc)
-
-    def idle(self) -> Colour:
-        return other_colour(self.stack.router.active_colour())
-
-    def release_override(self, name: str, backend_yaml: str) -> Path:
-        """A Compose file that makes the idle colour's backend the broken release."""
-        path = self.home / f"{name}.yml"
-        path.write_text(f"services:\n  backend-{self.idle()}:\n{backend_yaml}")
-        return path
 
     def answer(self, wait_s: float = 30) -> tuple[str, str]:
         """(colour, release) the public URL serves (waiting a little for a fault to heal)."""
-        deadline = time.monotonic() + wait_s
-        with requests.Session() as session:
-            session.trust_env = False
-            while True:
-                try:
-                    response = session.get(
-                        self.config.public_url + "/api/v1/health",
-                        verify=str(self.config.ca_file),
-                        timeout=10,
-                    )
-                    if response.status_code == 200 or time.monotonic() > deadline:
-                        break
-                except requests.ConnectionError:
-                    if time.monotonic() > deadline:
-                        raise
-                time.sleep(0.5)
-        response.raise_for_status()
-        body = response.json()
-        return body["colour"], body["release"]
-
-    def last_record(self) -> DeployRecord:
-        record = RecordStore(self.config.state_dir).last()
-        assert record is not None
-        return record
+        return super().answer(wait_s)
 
     def data(self) -> list[tuple[str, ...]]:
         """Rows and a checksum of every row of the app's tables."""
-        (db,) = self.stack.container_ids(self.config.db_service)
-        env = self.config.environment
-        database = DatabaseBackup(db, env["POSTGRES_DB"], env["POSTGRES_USER"], self.home)
+        database = self.database()
         return database.query(database.database, DATA_SQL)
 
     def containers(self) -> dict[str, str]:
@@ -281,10 +185,10 @@ class ReportReader(HTMLParser):
             self.fields[self._field] = self.fields.get(self._field, "") + data
 
 
-def make_host(home: Path, webhook: str) -> ScenarioHost:
-    (home / "bluegreen.toml").write_text(settings_text(home, webhook))
-    config = load_config(REPO, home / "bluegreen.toml", environ={**os.environ, **PORTS})
-    return ScenarioHost(home, Stack(config, progress=lambda m: print(f"[stack] {m}")))
+def scenario_stack(home: Path, webhook: str) -> Throwaway:
+    """The scenarios' stack, its notifications sent to ``webhook``."""
+    settings = {"webhooks": [webhook], **NOISY_P99}
+    return Throwaway(PROJECT, home, PORTS, env_file="scen.env", settings=settings)
 
 
 @dataclass

@@ -1,16 +1,12 @@
 """A real reference stack on the local Docker engine, shared by the integration tests.
 
 It runs as Compose project ``bgtest`` on loopback ports 18xxx, with its own state folder and
-secrets, so it never touches a stack deployed with the defaults on the same machine.
+secrets, so it never touches a stack deployed with the defaults on the same machine. The
+throwaway stack itself (settings, life, a user's run) is :mod:`tests.harness`.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import sys
-import tempfile
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,23 +14,21 @@ from pathlib import Path
 import pytest
 import requests
 
-from pytest_bluegreen.adapters.stack import Stack
-from pytest_bluegreen.core.config import StackConfig, load_config
+from pytest_bluegreen.core.config import StackConfig
+from tests.harness import (
+    NOISY_P99,
+    StackUser,
+    Throwaway,
+    bring_up,
+    ports,
+    progress,
+    short_home,
+    throwaway_stack,
+)
+from tests.harness import REPO as REPO  # for the tests that import it from here
 from tests.images import ThrowawayImages
 
-REPO = Path(__file__).resolve().parents[2]
-TEST_PORTS = {
-    "PUBLIC_BIND": "127.0.0.1",
-    "PUBLIC_HTTP_PORT": "18080",
-    "PUBLIC_HTTPS_PORT": "18443",
-    "PREVIEW_BLUE_PORT": "18441",
-    "PREVIEW_GREEN_PORT": "18442",
-    "STATS_PORT": "18404",
-}
-
-
-def progress(message: str) -> None:
-    print(f"[stack] {message}", file=sys.stderr, flush=True)
+TEST_PORTS = ports(18000)
 
 
 def make_config(
@@ -44,52 +38,32 @@ def make_config(
     ports: Mapping[str, str] | None = TEST_PORTS,
 ) -> StackConfig:
     """Settings for a throwaway Compose project whose state and secrets live in ``home``."""
-    files = [REPO / "docker-compose.blue-green.yml", *(extra_compose or [])]
-    settings = home / "bluegreen.toml"
-    settings.write_text(
-        f'project_name = "{project}"\n'
-        f'state_dir = "{home / "state"}"\n'
-        f'env_file = "{home / "test.env"}"\n'
-        f"compose_files = {[str(f) for f in files]!r}\n".replace("'", '"')
-        # p99 of a one-second window is noise on this shared 2-core machine (50-150 ms from
-        # second to second without a switch): these tests hold the zero-failure budget; the
-        # p99 overhead of a switch is measured in bench/.
-        + "load_p99_budget_ms = 2000\n"
-    )
-    environ = {**os.environ, **(ports or {})}
-    return load_config(REPO, settings, environ=environ)
+    compose = tuple(extra_compose or ())
+    return Throwaway(project, home, ports or {}, compose=compose, settings=NOISY_P99).config()
 
 
-@pytest.fixture(scope="session")
-def short_home() -> Iterator[Path]:
+@pytest.fixture(scope="session", name="short_home")
+def short_home_fixture() -> Iterator[Path]:
     """A short folder: HAProxy's admin socket path must stay under about 100 bytes."""
-    home = Path(tempfile.mkdtemp(prefix="bgit-"))
-    yield home
-    shutil.rmtree(home, ignore_errors=True)
+    with short_home("bgit-") as home:
+        yield home
 
 
 @dataclass
-class RunningStack:
-    stack: Stack
-    up_seconds: float
+class RunningStack(StackUser):
+    """The reference stack, up, and the seconds it took to come up from no containers."""
 
-    @property
-    def config(self) -> StackConfig:
-        return self.stack.config
+    up_seconds: float
 
 
 @pytest.fixture(scope="session")
 def running_stack(short_home: Path, throwaway_images: ThrowawayImages) -> Iterator[RunningStack]:
     """The reference stack brought up from no containers and no volumes, blue live."""
-    throwaway_images.add("bgtest")
-    stack = Stack(make_config("bgtest", short_home), progress=progress)
-    stack.down(volumes=True)
-    start = time.monotonic()
-    stack.up(("blue", "green"), live="blue")
-    running = RunningStack(stack, time.monotonic() - start)
-    progress(f"healthy from no containers in {running.up_seconds:.1f}s")
-    yield running
-    stack.down(volumes=True)
+    throwaway = Throwaway("bgtest", short_home, TEST_PORTS, settings=NOISY_P99)
+    with throwaway_stack(throwaway, images=throwaway_images) as stack:
+        running = RunningStack(throwaway, stack, bring_up(stack))
+        progress(f"healthy from no containers in {running.up_seconds:.1f}s")
+        yield running
 
 
 @pytest.fixture

@@ -7,12 +7,8 @@ each starting from whatever colour the previous one left live.
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 import signal
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,52 +18,25 @@ import pytest
 import requests
 
 from pytest_bluegreen.adapters.postgres import DatabaseBackup
-from pytest_bluegreen.adapters.stack import Stack
 from pytest_bluegreen.core.colours import Colour, other_colour
 from pytest_bluegreen.core.lock import DeployLock
 from pytest_bluegreen.core.record import DeployRecord, RecordStore
 from pytest_bluegreen.core.state import load_state
+from tests.harness import NOISY_P99, StackUser, Throwaway, ports, short_home, throwaway_stack
 from tests.images import ThrowawayImages
-from tests.integration.conftest import REPO, make_config, progress
-
-PORTS = {
-    "PUBLIC_BIND": "127.0.0.1",
-    "PUBLIC_HTTP_PORT": "28080",
-    "PUBLIC_HTTPS_PORT": "28443",
-    "PREVIEW_BLUE_PORT": "28441",
-    "PREVIEW_GREEN_PORT": "28442",
-    "STATS_PORT": "28404",
-}
-BASE_COMPOSE = REPO / "docker-compose.blue-green.yml"
 
 
 @dataclass
-class DeployHost:
-    home: Path
-    stack: Stack
+class DeployHost(StackUser):
+    """The stack under test, and ``pytest`` with the plugin run on it as a user runs it."""
 
-    @property
-    def settings(self) -> Path:
-        return self.home / "bluegreen.toml"
+    last = StackUser.last_record
 
     def pytest(
         self, *args: str, compose: list[Path] | None = None, settings: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
-        """Run pytest with the plugin as a user would, in the repository, on this stack."""
-        # The "--opt=value" form: pytest finds its rootdir before it knows plugin options, and
-        # would take a separate value for a path to test.
-        argv = [sys.executable, "-m", "pytest", f"--bg-config={settings or self.settings}"]
-        argv += ["-p", "no:cacheprovider"]
-        for path in [BASE_COMPOSE, *compose] if compose else []:
-            argv += [f"--bg-compose-file={path}"]
-        result = subprocess.run(
-            [*argv, *args],
-            cwd=REPO,
-            env={**os.environ, **PORTS},
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        """Run pytest with the plugin as a user would, its output's end shown with the test's."""
+        result = self.run(*args, compose=compose, settings=settings)
         print(result.stdout[-6000:], result.stderr[-3000:], sep="\n")
         return result
 
@@ -82,34 +51,9 @@ class DeployHost:
             "--bg-deploy", "--bg-release", release, *tests, compose=compose, settings=settings
         )
 
-    def settings_with(self, name: str, extra: str) -> Path:
-        """These settings plus ``extra`` TOML lines, in a file of their own."""
-        path = self.home / f"{name}.toml"
-        path.write_text(self.settings.read_text() + extra + "\n")
-        return path
-
     def running(self, colour: Colour) -> bool:
         services = self.stack.config.services_of(colour)
         return self.stack.running_services(services) == list(services)
-
-    def last(self) -> DeployRecord:
-        record = RecordStore(self.stack.config.state_dir).last()
-        assert record is not None
-        return record
-
-    def live(self) -> Colour:
-        return self.stack.router.active_colour()
-
-    def idle_override(self, name: str, service_yaml: str) -> Path:
-        """A Compose file that changes the idle colour's backend only: the release to deploy."""
-        path = self.home / f"{name}.yml"
-        path.write_text(f"services:\n  backend-{other_colour(self.live())}:\n{service_yaml}")
-        return path
-
-    def database(self) -> DatabaseBackup:
-        (db,) = self.stack.container_ids("db")
-        env = self.stack.config.environment
-        return DatabaseBackup(db, env["POSTGRES_DB"], env["POSTGRES_USER"], self.home)
 
     def schema_and_rows(self) -> tuple[list[tuple[str, ...]], dict[str, int]]:
         """Every column of the real database, and the rows of every table."""
@@ -120,18 +64,6 @@ class DeployHost:
             "WHERE table_schema = 'public' ORDER BY 1, 2",
         )
         return columns, database.row_counts(database.database)
-
-    def answer(self) -> tuple[str, str]:
-        """(colour, release) that the public URL serves now."""
-        config = self.stack.config
-        with requests.Session() as session:
-            session.trust_env = False
-            response = session.get(
-                config.public_url + "/api/v1/health", verify=str(config.ca_file), timeout=10
-            )
-        assert response.status_code == 200
-        body = response.json()
-        return body["colour"], body["release"]
 
 
 def compose_override(home: Path, name: str, service_yaml: str) -> Path:
@@ -147,13 +79,10 @@ def compose_override(home: Path, name: str, service_yaml: str) -> Path:
 @pytest.fixture(scope="module")
 def host(throwaway_images: ThrowawayImages) -> Iterator[DeployHost]:
     """An empty host: no containers, no volumes, no state."""
-    throwaway_images.add("bgdeploy")
-    home = Path(tempfile.mkdtemp(prefix="bgdep-"))
-    stack = Stack(make_config("bgdeploy", home, ports=PORTS), progress=progress)
-    stack.down(volumes=True)
-    yield DeployHost(home, stack)
-    stack.down(volumes=True)
-    shutil.rmtree(home, ignore_errors=True)
+    with short_home("bgdep-") as home:
+        throwaway = Throwaway("bgdeploy", home, ports(28000), settings=NOISY_P99)
+        with throwaway_stack(throwaway, images=throwaway_images) as stack:
+            yield DeployHost(throwaway, stack)
 
 
 def test_the_first_deploy_on_an_empty_host(host: DeployHost) -> None:
@@ -454,16 +383,7 @@ def start_deploy_held_in_verify(
     slow = host.home / "slow" / "test_slow_check.py"
     slow.parent.mkdir(exist_ok=True)
     slow.write_text(SLOW_CHECK)
-    argv = [sys.executable, "-m", "pytest", f"--rootdir={REPO}", f"--bg-config={host.settings}"]
-    argv += ["-p", "no:cacheprovider", "--bg-deploy", "--bg-release", release, str(slow)]
-    proc = subprocess.Popen(
-        argv,
-        cwd=REPO,
-        env={**os.environ, **PORTS},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = host.start("--bg-deploy", "--bg-release", release, str(slow))
     store = RecordStore(host.stack.config.state_dir)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and proc.poll() is None:
