@@ -58,11 +58,9 @@ class ComposeHost:
     def rehearsal(self, dump: Path, new: Colour, live: Colour | None) -> MigrationRehearsal:
         return MigrationRehearsal(self.stack, self.database(), dump, new, live)
 
-    def load(self, max_seconds: float) -> LoadRun | None:
-        """Locust on the public URL as the settings say; None when they ask for no users."""
+    def load(self, max_seconds: float) -> LoadRun:
+        """Locust on the public URL, as many users as the settings say; it stops by itself."""
         cfg = self.config
-        if cfg.load_users == 0:
-            return None
         return LoadRun(
             cfg.public_url,
             cfg.state_dir / "load",

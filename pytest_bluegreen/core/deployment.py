@@ -76,6 +76,7 @@ class Deployment:
         self.phase = Phase.UNTOUCHED
         self.router_running = False
         self._stack: Stack | None = None
+        self.services: list[str] = []  # the stack's, once prerequisites have read them
         self.backup_file: Path | None = None
         self._rehearsal: Rehearsal | None = None
         self.load: LoadGenerator | None = None  # from the switch to the end of the deploy
@@ -136,7 +137,7 @@ class Deployment:
         self._release_env()
         self.stack.prepare()
         self.outputs.refresh_secrets()  # a first deploy has just written the env file
-        self.stack.read_services()  # validates the stack's files too
+        self.services = self.stack.read_services()  # validates the stack's files too
         self.stack.check_ports_free()
         built = self.stack.build_missing_shared()
         if built:
@@ -282,7 +283,7 @@ class Deployment:
         cfg = self.config
         # The switch windows, then verify, bake and retire; it stops by itself at the latest.
         seconds = 2 * cfg.load_window_s + cfg.bake_s + cfg.drain_timeout_s + 120
-        load = self.load = self.adapters.load(seconds) if cfg.load_users else None
+        load = self.load = self.adapters.load(seconds) if cfg.load_users else None  # no users
         if load is not None:
             load.start()
             self._watch_load(load, time.time() + cfg.load_window_s, "before the switch")
@@ -446,7 +447,7 @@ class Deployment:
 
     def _prune_images(self) -> None:
         """Old release images go: the newest ``keep_releases``, live and previous stay."""
-        if self._stack is None:
+        if not self.services:  # the stack was never read: nothing of ours to prune
             return
         try:
             removed = self.stack.prune_release_images(

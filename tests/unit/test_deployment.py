@@ -78,6 +78,7 @@ class FakeStack:
         self.crashing: str | None = None  # restarts at every look after the first
         self.unhealthy: set[str] = set()
         self.migrated: list[tuple[Colour, bool]] = []
+        self.pruned_keeping: tuple[int, list[str]] | None = None
 
     def prepare(self) -> None:
         return None
@@ -137,6 +138,7 @@ class FakeStack:
         return f"last lines of {container_id}, password {SECRET}"
 
     def prune_release_images(self, keep: int, protect: Iterable[str]) -> list[str]:
+        self.pruned_keeping = (keep, sorted(protect))
         return []
 
     def schedule_retire(self, colour: Colour, delay_s: float) -> None:
@@ -205,7 +207,8 @@ class FakeAdapters:
     def rehearsal(self, dump: Path, new: Colour, live: Colour | None) -> Any:
         raise NotImplementedError
 
-    def load(self, max_seconds: float) -> FakeLoad | None:
+    def load(self, max_seconds: float) -> FakeLoad:
+        assert self.load_run is not None, "a deploy with no users started a load"
         return self.load_run
 
     def colour_serves(self, colour: Colour) -> list[str]:
@@ -324,6 +327,20 @@ def test_a_deploy_that_passes_every_stage_makes_the_new_colour_live(tmp_path: Pa
     assert world.outputs.notified == ["start", "success"]
     assert world.outputs.closed
     assert DeployLock(world.config.lock_file).running() is None
+
+
+def test_old_release_images_are_pruned_keeping_the_live_and_previous_ones(tmp_path: Path) -> None:
+    world = make_world(tmp_path, keep_releases=2)
+    world.run(*BEFORE_SWITCH, "switch", "bake", "retire")
+    world.deployment.conclude(None, None, None)
+    assert world.stack.pruned_keeping == (2, ["r1", "r2"])
+
+
+def test_a_deploy_that_never_read_the_stack_prunes_nothing(tmp_path: Path) -> None:
+    world = make_world(tmp_path)
+    world.deployment.conclude("prerequisites", "stage prerequisites failed: no Docker", None)
+    assert world.deployment.record.result == "aborted"
+    assert world.stack.pruned_keeping is None
 
 
 def test_a_failure_before_anything_changed_touches_nothing(tmp_path: Path) -> None:
