@@ -71,9 +71,15 @@ def terminal_writer(config: pytest.Config) -> Callable[[str], None]:
 class StageTracker:
     """The state of one ``--bg-deploy`` session, registered as a plugin."""
 
-    def __init__(self, postdeploy_dir: Path, make_deployment: Callable[[], Deployment]) -> None:
+    def __init__(
+        self,
+        postdeploy_dir: Path,
+        make_deployment: Callable[[], Deployment],
+        config: pytest.Config | None = None,
+    ) -> None:
         self.postdeploy_dir = postdeploy_dir
         self.make_deployment = make_deployment
+        self.config = config  # its hook gets pytest_bluegreen_stage_ended, when given
         self.deployment: Deployment | None = None
         self.stage_of: dict[str, str] = {}
         self.outcomes: dict[str, Counter[str]] = {stage: Counter() for stage in STAGES}
@@ -83,6 +89,7 @@ class StageTracker:
         self.verdict_at: float | None = None
         self.current_stage: str | None = None
         self.stage_started = time.monotonic()
+        self.ended: set[str] = set()
         self.write: Callable[[str], None] = print
 
     # -- collection ----------------------------------------------------------------------------
@@ -133,15 +140,30 @@ class StageTracker:
         self.write(f"   [{self.current_stage} {elapsed:5.1f}s] {message}")
 
     def _stage_ended(self) -> None:
+        """Say how the running stage ended, once, and call ``pytest_bluegreen_stage_ended``."""
         stage = self.current_stage
-        if stage is None or self.failed_stage not in (None, stage):
-            return  # none yet, or one skipped after an earlier stage failed
-        counts = self.outcomes[stage]
-        outcome = "failed" if self.failed_stage == stage else "passed"
-        if outcome == "passed" and not counts["passed"]:
-            outcome = "skipped"
+        if stage is None or stage in self.ended or self.failed_stage not in (None, stage):
+            return  # none yet, said already, or one skipped after an earlier stage failed
+        self.ended.add(stage)
+        outcome, message = self._outcome(stage)
         elapsed = time.monotonic() - self.stage_started
         self.write(f"-- stage {stage} {outcome} in {elapsed:.1f}s")
+        if self.config is not None:
+            self.config.hook.pytest_bluegreen_stage_ended(
+                config=self.config,
+                stage=stage,
+                outcome=outcome,
+                duration_s=elapsed,
+                message=message,
+            )
+
+    def _outcome(self, stage: str) -> tuple[str, str]:
+        """A stage's outcome so far ("passed", "failed" or "skipped") and its one-line detail."""
+        if self.failed_stage == stage:
+            return "failed", self.error or ""
+        counts = self.outcomes[stage]
+        message = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()) if n)
+        return ("passed" if counts["passed"] else "skipped"), message
 
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         if self.failed_stage is not None:
@@ -177,12 +199,7 @@ class StageTracker:
 
     def _record(self, deployment: Deployment, stage: str) -> None:
         """The stage's outcome so far, into the deploy record."""
-        counts = self.outcomes[stage]
-        if self.failed_stage == stage:
-            outcome, message = "failed", self.error or ""
-        else:
-            outcome = "passed" if counts["passed"] else "skipped"
-            message = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()) if n)
+        outcome, message = self._outcome(stage)
         deployment.stage_done(stage, outcome, self.durations[stage], message)
 
     def _fail(self, stage: str, report: pytest.TestReport, outcome: str) -> None:
@@ -226,9 +243,13 @@ class StageTracker:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self._stage_ended()  # a failed last stage, when no deployment was there to conclude
         deployment = self.deployment
         if deployment is not None and deployment.record.result != "deployed":
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+TRACKER_KEY: Final = pytest.StashKey[StageTracker]()
 
 
 def _short_reason(longrepr: object) -> str:
