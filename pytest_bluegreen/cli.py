@@ -1,4 +1,10 @@
-"""``bluegreen``: bring the reference stack up or down, switch colours, show status."""
+"""``bluegreen``: the one-shot commands of ``pytest --bg-*``, and the stack up or down.
+
+``bluegreen status``, ``plan``, ``switch``, ``rollback`` and ``retire`` run the same
+:mod:`pytest_bluegreen.commands` as ``pytest --bg-status``, ``--bg-dry-run``, ``--bg-switch``,
+``--bg-rollback`` and ``--bg-retire``; ``up`` and ``down`` bring a stack up or down for a first
+deploy or a development machine. Errors are one line, ``bluegreen: error: ...``, exit status 2.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from pytest_bluegreen.adapters.stack import Progress, Stack
 from pytest_bluegreen.core.colours import COLOURS, Colour
 from pytest_bluegreen.core.config import load_config
 from pytest_bluegreen.core.errors import BluegreenError
+from pytest_bluegreen.plugin import release_id
 
 
 def progress_printer() -> Progress:
@@ -26,7 +33,7 @@ def progress_printer() -> Progress:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bluegreen", description=__doc__)
+    parser = argparse.ArgumentParser(prog="bluegreen", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--project-dir", type=Path, default=Path.cwd())
     parser.add_argument("--config", type=Path, help="settings file (default: pyproject.toml)")
     parser.add_argument(
@@ -37,16 +44,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="Compose file, repeatable and layered like 'docker compose -f a -f b'",
     )
     parser.add_argument("--project-name", help="Compose project name (default: from settings)")
-    commands = parser.add_subparsers(dest="command", required=True)
-    up = commands.add_parser("up", help="build and start the stack, every service healthy")
+    verbs = parser.add_subparsers(dest="command", required=True)
+    up = verbs.add_parser("up", help="build and start the stack, every service healthy")
     up.add_argument("--colour", choices=COLOURS, action="append", help="colours to start")
     up.add_argument("--live", choices=COLOURS, default="blue", help="live colour on a new stack")
-    down = commands.add_parser("down", help="stop and remove the stack's containers")
+    down = verbs.add_parser("down", help="stop and remove the stack's containers")
     down.add_argument("--volumes", action="store_true", help="also delete the database volume")
-    switch = commands.add_parser("switch", help="send new requests to a colour (runtime API)")
+    switch = verbs.add_parser("switch", help="send new requests to a colour (runtime API)")
     switch.add_argument("colour", nargs="?", choices=COLOURS, help="default: the idle colour")
-    commands.add_parser("status", help="live colour and the state of every server")
-    retire = commands.add_parser("retire", help="stop a colour after a delay, unless live again")
+    verbs.add_parser("status", help="live colour and the state of every server")
+    plan = verbs.add_parser("plan", help="what a deploy of RELEASE would do; changes nothing")
+    plan.add_argument("release", type=release_id, help="the release (image tag) to deploy")
+    verbs.add_parser("rollback", help="switch back to the previous colour, verified")
+    retire = verbs.add_parser("retire", help="stop a colour after a delay, unless live again")
     retire.add_argument("colour", choices=COLOURS)
     retire.add_argument("--after", type=float, default=0.0, help="seconds to wait first")
     return parser
@@ -58,22 +68,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(
             args.project_dir, args.config, args.compose_file, project_name=args.project_name
         )
-        if args.command == "switch":  # HAProxy's runtime API only: no Docker needed
-            print(commands.switch(config, args.colour))
-            return 0
-        if args.command == "status":  # the same as pytest --bg-status
+        if args.command == "status":  # needs no Docker
             print(commands.status(config))
-            return 0
-        stack = Stack(config, progress=progress_printer())
-        if args.command == "up":
-            colours: list[Colour] = args.colour or list(COLOURS)
-            stack.up(colours, live=args.live)
-            print(f"live colour: {stack.router.active_colour()}; public URL: {config.public_url}")
-        elif args.command == "down":
-            stack.down(volumes=args.volumes)
+        elif args.command == "plan":
+            print(commands.plan(config, args.release))
+        elif args.command == "switch":  # HAProxy's runtime API only: no Docker needed
+            print(commands.switch(config, args.colour))
+        elif args.command == "rollback":
+            print(commands.rollback(config, progress_printer()))
         elif args.command == "retire":
             time.sleep(args.after)
             print(commands.retire(config, args.colour, progress_printer()))
+        else:
+            stack = Stack(config, progress=progress_printer())
+            if args.command == "up":
+                colours: list[Colour] = args.colour or list(COLOURS)
+                stack.up(colours, live=args.live)
+                print(
+                    f"live colour: {stack.router.active_colour()}; public URL: {config.public_url}"
+                )
+            else:
+                stack.down(volumes=args.volumes)
     except BluegreenError as exc:
         print(f"bluegreen: error: {exc}", file=sys.stderr)
         return 2

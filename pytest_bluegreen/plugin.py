@@ -1,8 +1,9 @@
 """The pytest plugin: the ``--bg-*`` options, the deploy session and the one-shot commands.
 
 ``pytest --bg-deploy --bg-release ID`` runs the built-in stages around the gate suites and the
-post-deploy suite; ``--bg-status``, ``--bg-dry-run`` and ``--bg-rollback`` do their work and exit
-without collecting tests.
+post-deploy suite. ``--bg-status``, ``--bg-dry-run``, ``--bg-switch``, ``--bg-rollback`` and
+``--bg-retire`` run the same :mod:`pytest_bluegreen.commands` as ``bluegreen status``, ``plan``,
+``switch``, ``rollback`` and ``retire``, and exit without collecting tests.
 
 The stages live in :mod:`pytest_bluegreen.tracker`, the fixtures in
 :mod:`pytest_bluegreen.fixtures`, the hooks a conftest may implement in
@@ -13,12 +14,13 @@ requests) is imported only by the hooks and fixtures that use it.
 
 from __future__ import annotations
 
+import argparse
 import re
 import signal
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Literal
 
 import pytest
 
@@ -34,16 +36,26 @@ if TYPE_CHECKING:
 pytest_plugins = ["pytest_bluegreen.fixtures"]
 
 RELEASE_ID: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+IDLE: Final = "idle"
 # The one-shot commands, as pytest options; each runs one function of pytest_bluegreen.commands.
-COMMANDS: Final = ("bg_status", "bg_dry_run", "bg_rollback")
+COMMANDS: Final = ("bg_status", "bg_dry_run", "bg_switch", "bg_rollback", "bg_retire")
 
 
 def release_id(value: str) -> str:
     """A release is an image tag: letters, digits, '_', '.', '-', at most 128."""
     if not RELEASE_ID.fullmatch(value):
-        raise pytest.UsageError(
-            f"--bg-release {value!r}: use letters, digits, '_', '.' and '-' (an image tag)"
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a release: use letters, digits, '_', '.' and '-' (an image tag)"
         )
+    return value
+
+
+def switch_target(value: str) -> Colour | Literal["idle"]:
+    """``--bg-switch``'s colour: blue, green, or "idle" (also what a bare ``--bg-switch`` means)."""
+    if value == IDLE:
+        return IDLE
+    if value not in COLOURS:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a colour: use blue or green")
     return value
 
 
@@ -73,7 +85,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="print the deploy plan of --bg-release, change nothing",
     )
     group.addoption(
+        "--bg-switch",
+        type=switch_target,
+        nargs="?",
+        const=IDLE,
+        metavar="COLOUR",
+        help="send new requests to COLOUR (default: the idle colour), under the deploy lock",
+    )
+    group.addoption(
         "--bg-rollback", action="store_true", help="switch back to the previous colour, verified"
+    )
+    group.addoption(
+        "--bg-retire",
+        choices=COLOURS,
+        metavar="COLOUR",
+        help="stop COLOUR's services (containers kept), unless it is live",
     )
     group.addoption("--bg-target", help="URL of a running deployment, for suites/postdeploy")
     group.addoption("--bg-expect-colour", choices=COLOURS, help="colour --bg-target must serve")
@@ -101,7 +127,7 @@ def load_settings(config: pytest.Config) -> StackConfig:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
-    """The commands that are not test sessions: status, dry run, rollback."""
+    """The commands that are not test sessions: status, plan, switch, rollback, retire."""
     chosen = [name for name in COMMANDS if config.getoption(name) not in (None, False)]
     if not chosen:
         return None
@@ -118,14 +144,19 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
 
 
 def _run_command(config: pytest.Config, option: str, settings: StackConfig) -> str:
-    """What the command prints."""
+    """What ``bluegreen <verb>`` prints for the same command (see :mod:`pytest_bluegreen.cli`)."""
     from pytest_bluegreen import commands
 
     if option == "bg_status":
         return commands.status(settings)
     if option == "bg_dry_run":
         return commands.plan(settings, config.getoption("bg_release") or "<release>")
-    return commands.rollback(settings, progress=print)
+    if option == "bg_switch":
+        target = config.getoption("bg_switch")
+        return commands.switch(settings, None if target == IDLE else target)
+    if option == "bg_rollback":
+        return commands.rollback(settings, progress=print)
+    return commands.retire(settings, config.getoption("bg_retire"), progress=print)
 
 
 class HookObserver:
