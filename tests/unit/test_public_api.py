@@ -23,10 +23,12 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
 def test_loading_the_plugin_imports_no_deploy_machinery() -> None:
     """What a pytest run without --bg-* options pays for the installed plugin."""
     probe = (
-        "import sys, pytest_bluegreen, pytest_bluegreen.plugin; "
+        "import sys, pytest_bluegreen, pytest_bluegreen.plugin, pytest_bluegreen.fixtures; "
         "heavy = ('docker', 'requests', 'testinfra', 'cryptography', 'prometheus_client', "
-        "'yaml', 'pytest_bluegreen.core.deployment', 'pytest_bluegreen.adapters.stack', "
-        "'pytest_bluegreen.reporting.report'); "
+        "'yaml', 'tomllib', 'pytest_bluegreen.core.deployment', 'pytest_bluegreen.commands', "
+        "'pytest_bluegreen.adapters.stack', 'pytest_bluegreen.reporting.report', "
+        "'pytest_bluegreen.core.config', 'pytest_bluegreen.core.state', "
+        "'pytest_bluegreen.core.record'); "
         "print(sorted(m for m in heavy if m in sys.modules))"
     )
     result = subprocess.run(
