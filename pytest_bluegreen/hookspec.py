@@ -1,7 +1,9 @@
 """Hooks of a deploy session, for a conftest or a plugin of a team's own.
 
 Added by the plugin's ``pytest_addhooks``. Implement one in a ``conftest.py`` to notify, record
-or measure a deploy your own way; the plugin does not depend on any return value.
+or measure a deploy your own way; the plugin does not depend on any return value. Mark it
+``@pytest.hookimpl(optionalhook=True)`` if that conftest also runs with ``-p no:bluegreen``,
+where pytest would otherwise refuse a hook it does not know.
 """
 
 from __future__ import annotations
