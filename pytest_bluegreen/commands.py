@@ -103,7 +103,9 @@ def plan(config: StackConfig, release: str) -> str:
     return "\n".join(lines)
 
 
-def switch(config: StackConfig, colour: Colour | None = None) -> str:
+def switch(
+    config: StackConfig, colour: Colour | None = None, observer: DeployObserver | None = None
+) -> str:
     """A manual switch (default: to the idle colour), under the deploy lock, and recorded.
 
     Never while a deploy runs; afterwards the recorded live colour is the one HAProxy serves,
@@ -119,6 +121,7 @@ def switch(config: StackConfig, colour: Colour | None = None) -> str:
         save_state(config.state_file, state)
     finally:
         lock.release()
+    (observer or NoObserver()).traffic_switched(result.from_colour, result.to_colour, "manual")
     return (
         f"switched {result.from_colour} -> {result.to_colour} in {result.total_ms:.1f} ms "
         f"(preflight {result.preflight_ms:.1f}, set map {result.switch_ms:.1f}, "
@@ -126,7 +129,9 @@ def switch(config: StackConfig, colour: Colour | None = None) -> str:
     )
 
 
-def rollback(config: StackConfig, progress: Progress) -> str:
+def rollback(
+    config: StackConfig, progress: Progress, observer: DeployObserver | None = None
+) -> str:
     """Switch back to the previous colour if it ran a release here, and prove it serves.
 
     The same rollback a deploy runs (:func:`pytest_bluegreen.core.rollback.roll_back`), under
@@ -149,8 +154,9 @@ def rollback(config: StackConfig, progress: Progress) -> str:
         )
         record.started_at = utc_timestamp()
         result = roll_back(
-            stack, host.router, host.colour_serves, old, live, time.monotonic(), NoObserver()
-        )
+            stack, host.router, host.colour_serves, old, live, time.monotonic(),
+            observer or NoObserver(),
+        )  # fmt: skip
         record.rollback_s = round(result.back_s, 3)
         if not result.verified:
             raise DeployError(describe_failure(result))

@@ -53,12 +53,13 @@ def pytest_bluegreen_traffic_switched(
     :param to_colour: The colour that is live now.
     :param reason: Why traffic moved: ``"switch"`` (the deploy's switch stage), ``"rollback"``
         (the deploy failed after its switch: back to the old colour), ``"rollback failed"``
-        (the old colour did not serve either: back to the new one) or ``"repair"``
-        (prerequisites found a killed deploy's switch that was never verified, and undid it).
+        (the old colour did not serve while the new one does: back to the new one),
+        ``"manual"`` (``--bg-switch``) or ``"repair"`` (prerequisites found a killed deploy's
+        switch that was never verified, and undid it).
     :param record: The deploy's record as it stands (id, release, colours, the stages so far);
         None only when the session knows no deployment.
 
-    Called by the deployment of a ``--bg-deploy`` session right after HAProxy's runtime API has
-    taken the change, before the new live colour is checked. The one-shot commands
-    (``--bg-switch``, ``--bg-rollback``) do not call it.
+    Called right after HAProxy's runtime API has taken the change, before the new live colour
+    is checked: by the deployment of a ``--bg-deploy`` session, and by ``--bg-switch`` and
+    ``--bg-rollback`` (``record`` None for a switch; ``bluegreen <verb>`` runs no pytest hooks).
     """

@@ -153,9 +153,9 @@ def _run_command(config: pytest.Config, option: str, settings: StackConfig) -> s
         return commands.plan(settings, config.getoption("bg_release") or "<release>")
     if option == "bg_switch":
         target = config.getoption("bg_switch")
-        return commands.switch(settings, None if target == IDLE else target)
+        return commands.switch(settings, None if target == IDLE else target, HookObserver(config))
     if option == "bg_rollback":
-        return commands.rollback(settings, progress=print)
+        return commands.rollback(settings, progress=print, observer=HookObserver(config))
     return commands.retire(settings, config.getoption("bg_retire"), progress=print)
 
 

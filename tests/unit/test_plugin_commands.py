@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,6 +77,23 @@ def test_bg_switch_without_a_colour_goes_to_the_idle_one(
     result.stdout.fnmatch_lines(["switched blue -> green in * ms (preflight *"])
     assert haproxy.colour == "green"
     assert load_state(settings.parent / "s" / "state.json").live == "green"
+
+
+def test_bg_switch_calls_the_traffic_switched_hook(
+    pytester: pytest.Pytester, settings: Path, haproxy: FakeRuntimeAPI
+) -> None:
+    pytester.makeconftest(
+        """
+        import json
+
+        def pytest_bluegreen_traffic_switched(config, from_colour, to_colour, reason, record):
+            with open("moved.json", "w") as out:
+                json.dump([from_colour, to_colour, reason, record], out)
+        """
+    )
+    assert bg_pytest(pytester, settings, "--bg-switch").ret == 0
+    moved = json.loads((pytester.path / "moved.json").read_text())
+    assert moved == ["blue", "green", "manual", None]
 
 
 def test_bg_switch_takes_a_colour(
