@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import platform
 import signal
@@ -127,29 +128,47 @@ def _first_line(argv: Sequence[str]) -> str:
     return out.strip().splitlines()[0] if out.strip() else "?"
 
 
-def machine_info(stack: Stack) -> dict[str, Any]:
-    """CPU, HAProxy (asked in the running loadbalancer), date, commit: what the figures ran on."""
+def host_info(changed_paths: Sequence[str] = ("bench",)) -> dict[str, Any]:
+    """CPU, kernel, Python, commit (marked when ``changed_paths`` have changes), date, load."""
     cpu = "?"
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    lb = stack.container_ids(stack.config.loadbalancer_service, running_only=True)
-    haproxy = _first_line(["docker", "exec", lb[0], "haproxy", "-v"]) if lb else "?"
     commit = _first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
-    dirty = _first_line(["git", "-C", str(REPO), "status", "--porcelain", "--", "bench"])
+    dirty = _first_line(["git", "-C", str(REPO), "status", "--porcelain", "--", *changed_paths])
     return {
         "cpus": os.cpu_count(),
         "cpu": cpu,
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "haproxy": haproxy,
-        "docker": _first_line(["docker", "version", "--format", "{{.Server.Version}}"]),
         "commit": commit + ("+bench-changes" if dirty != "?" else ""),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def machine_info(stack: Stack) -> dict[str, Any]:
+    """The host, and HAProxy (asked in the running loadbalancer) and Docker: what ran the bench."""
+    lb = stack.container_ids(stack.config.loadbalancer_service, running_only=True)
+    return {
+        **host_info(),
+        "haproxy": _first_line(["docker", "exec", lb[0], "haproxy", "-v"]) if lb else "?",
+        "docker": _first_line(["docker", "version", "--format", "{{.Server.Version}}"]),
+    }
+
+
+def publish(
+    out: Path, doc: dict[str, Any], goals: Sequence[dict[str, Any]], notes: Sequence[str]
+) -> None:
+    """Write the results' JSON, then print each goal as met or MISSED, and the notes."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    for goal in goals:
+        print(f"  [{'met' if goal['met'] else 'MISSED'}] {goal['goal']}: {goal['measured']}")
+    for note in notes:
+        print(f"  note: {note}")
 
 
 # -- figures -----------------------------------------------------------------------------------

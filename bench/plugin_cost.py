@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -46,7 +44,7 @@ REPO: Final = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.common import render_table  # noqa: E402
+from bench.common import host_info, publish, render_table  # noqa: E402
 
 GOAL: Final = 1.05
 GNU_TIME: Final = "/usr/bin/time"
@@ -197,36 +195,12 @@ def ratios(
 
 
 def machine_info() -> dict[str, Any]:
-    cpu = "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    git = ["git", "-C", str(REPO)]
-    commit = subprocess.run(
-        [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    dirty = subprocess.run(
-        [*git, "status", "--porcelain", "--", "pytest_bluegreen", "bench"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
+    """The host, and the versions of pytest and of the plugins our dependencies bring."""
     versions = {}
     for dist in ("pytest", "locust", "pytest-testinfra", "pytest-html", "pytest-xdist"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[dist] = metadata.version(dist)
-    return {
-        "cpus": os.cpu_count(),
-        "cpu": cpu,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "versions": versions,
-        "commit": (commit or "?") + ("+changes" if dirty else ""),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-    }
+    return {**host_info(("pytest_bluegreen", "bench")), "versions": versions}
 
 
 def _round(value: Any) -> Any:
@@ -294,16 +268,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         ],
         "run_s": round(time.monotonic() - started, 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     print(render_table(medians, VARIANT_COLUMNS, "variant"))
     print()
     print(render_table(compared, RATIO_COLUMNS, "cost"))
     print(f"\nmedians of {args.runs} runs per variant of 'python -m pytest -q', one test")
-    for goal in goals:
-        print(f"  [{'met' if goal['met'] else 'MISSED'}] {goal['goal']}: {goal['measured']}")
-    for note in notes:
-        print(f"  note: {note}")
+    publish(args.out, doc, goals, notes)
     return 0
 
 

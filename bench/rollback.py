@@ -25,7 +25,6 @@ stage, so the rollback first starts its containers again: the revive cost). Medi
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -46,6 +45,7 @@ from bench.common import (  # noqa: E402
     log,
     machine_info,
     median,
+    publish,
     render_table,
 )
 from bench.loadgen import LoadPlan, RunningLoad  # noqa: E402
@@ -278,14 +278,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "runs": runs,
         "run_s": round(time.monotonic() - started, 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     print(render_table(medians, COLUMNS, "variant"))
     print(f"\nmedians of {args.reps} runs per variant, {args.rate:g} req/s")
-    for goal in goals:
-        print(f"  [{'met' if goal['met'] else 'MISSED'}] {goal['goal']}: {goal['measured']}")
-    for note in notes:
-        print(f"  note: {note}")
+    publish(args.out, doc, goals, notes)
     print(f"\nwritten to {args.out}; run took {doc['run_s']} s; reproduce with:\n  {command}")
     return 0
 

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import shlex
 import signal
@@ -65,6 +64,7 @@ from bench.common import (  # noqa: E402
     machine_info,
     median,
     moved_after,
+    publish,
     render_table,
     wait_until,
 )
@@ -874,16 +874,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "runs": runs,
         "run_s": round(time.monotonic() - started, 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     print(render_table(medians, COLUMNS, "mechanism"))
     print(
         f"\nmedians of {args.reps} runs per mechanism, {args.rate:g} req/s for {args.seconds:g} s"
     )
-    for goal in goals:
-        print(f"  [{'met' if goal['met'] else 'MISSED'}] {goal['goal']}: {goal['measured']}")
-    for note in notes:
-        print(f"  note: {note}")
+    publish(args.out, doc, goals, notes)
     print(f"\nwritten to {args.out}; run took {doc['run_s']} s; reproduce with:\n  {command}")
     return 0
 
