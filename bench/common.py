@@ -174,11 +174,6 @@ def publish(
 # -- figures -----------------------------------------------------------------------------------
 
 
-def as_load_samples(samples: Sequence[Sample]) -> list[load.Sample]:
-    """The project's own sample type, so its figures (p99 before / first second) are reused."""
-    return [load.Sample(s.t, s.ms, s.ok, s.colour) for s in samples]
-
-
 def client_figures(result: LoadResult, seconds: float, rate: float) -> dict[str, Any]:
     """Whether the client kept up: achieved rate, lag behind the schedule, CPU per process."""
     lags = sorted(s.lag_ms for s in result.samples)

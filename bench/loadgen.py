@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
 
+from pytest_bluegreen.core import load
+
 KINDS: Final = ("keep-alive", "new-connection")
 REQUEST_TIMEOUT_S: Final = 10.0
 # A client this far behind its schedule at the end of the run stops; what it did not send is
@@ -54,18 +56,23 @@ COLOUR_HEADER: Final = "X-Bluegreen-Colour"
 
 
 @dataclass(frozen=True, slots=True)
-class Sample:
-    """One request: start (epoch s), latency, outcome, who answered, on which connection."""
+class Sample(load.Sample):
+    """One request: what the deploy's load records of it, and its status, connection and lag.
 
-    t: float
-    ms: float
-    ok: bool
+    A :class:`pytest_bluegreen.core.load.Sample`, so the project's own figures take it as it is.
+    """
+
     status: int
-    colour: str | None
     client: str
     conn: int
     lag_ms: float
     error: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> Sample:
+        """A row as one load process writes it: ``[t, ms, ok, status, colour, ...]``."""
+        t, ms, ok, status, colour, client, conn, lag_ms, error = row
+        return cls(t, ms, ok, colour, status, client, conn, lag_ms, error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,7 +318,7 @@ class RunningLoad:
                 problems.append(f"load process exited {proc.returncode}: {message}")
                 continue
             data = json.loads(out.read_text(encoding="utf-8"))
-            result.samples += [Sample(*row) for row in data["samples"]]
+            result.samples += [Sample.from_row(row) for row in data["samples"]]
             result.closures += [Closure(*row) for row in data["closures"]]
             result.connections += data["connections"]
             result.retried += data["retried"]

@@ -39,7 +39,6 @@ if str(REPO) not in sys.path:
 from bench.common import (  # noqa: E402
     BenchStack,
     add_stack_options,
-    as_load_samples,
     bench_stack,
     client_figures,
     log,
@@ -133,7 +132,7 @@ def run_once(
     finally:
         running.kill()
     samples = result.samples
-    figures = load.figures(as_load_samples(samples), switched_at, OLD, rollback_at=verdict_at)
+    figures = load.figures(samples, switched_at, OLD, rollback_at=verdict_at)
     record = RecordStore(cfg.state_dir).last()
     row.update(
         {

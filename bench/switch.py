@@ -57,7 +57,6 @@ import docker  # noqa: E402
 from bench.common import (  # noqa: E402
     BenchStack,
     add_stack_options,
-    as_load_samples,
     bench_stack,
     client_figures,
     log,
@@ -525,7 +524,7 @@ def analyse(
     # p99 before the command leaves out the first second: the keep-alive clients' TLS handshakes
     # and cold workers would otherwise raise "before" and make every overhead look smaller.
     warm = [s for s in samples if s.t >= load_start + WARMUP_S]
-    figures = load.figures(as_load_samples(warm), command_at, OLD)
+    figures = load.figures(warm, command_at, OLD)
     row: dict[str, Any] = {
         "mechanism": mechanism.name,
         "requests": len(samples),
@@ -554,7 +553,7 @@ def analyse(
     retire_at = timings.get("retire_started_at")
     if retire_at is not None:
         row["failed_from_retire"] = sum(1 for s in samples if s.t >= retire_at and not s.ok)
-        retire = load.figures(as_load_samples(warm), retire_at, OLD)
+        retire = load.figures(warm, retire_at, OLD)
         row["p99_overhead_retire_ms"] = retire.p99_overhead_ms
     return row
 

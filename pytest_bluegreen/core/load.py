@@ -7,6 +7,7 @@ per-second series for the report; and which colour answered requests that starte
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -72,7 +73,10 @@ class LoadFigures:
 
 
 def figures(
-    samples: list[Sample], switch_at: float, old_colour: str, rollback_at: float | None = None
+    samples: Sequence[Sample],
+    switch_at: float,
+    old_colour: str,
+    rollback_at: float | None = None,
 ) -> LoadFigures:
     """Split the samples at the switch (epoch seconds); ``after`` ends at a rollback."""
     samples = sorted(samples, key=lambda s: s.t)
@@ -120,12 +124,12 @@ def figures(
     )
 
 
-def last_second(samples: list[Sample], now: float) -> Window:
+def last_second(samples: Sequence[Sample], now: float) -> Window:
     """Requests that started in the second before ``now``: the live line of the terminal."""
     return Window.of([s for s in samples if now - 1 <= s.t < now])
 
 
-def failed_since(samples: list[Sample], moment: float) -> int:
+def failed_since(samples: Sequence[Sample], moment: float) -> int:
     """Users' requests that started at or after ``moment`` (epoch seconds) and failed."""
     return sum(1 for s in samples if s.t >= moment and not s.ok)
 
