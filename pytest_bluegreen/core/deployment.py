@@ -19,11 +19,11 @@ from pytest_bluegreen.core import load as loads
 from pytest_bluegreen.core.colours import Colour, other_colour
 from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.errors import BluegreenError, DeployError
+from pytest_bluegreen.core.load_watch import LoadWatch
 from pytest_bluegreen.core.lock import DeployLock, LockHolder
 from pytest_bluegreen.core.ports import (
     Adapters,
     DeployObserver,
-    LoadGenerator,
     NoObserver,
     NotificationKind,
     Outputs,
@@ -79,8 +79,7 @@ class Deployment:
         self.services: list[str] = []  # the stack's, once prerequisites have read them
         self.backup_file: Path | None = None
         self._rehearsal: Rehearsal | None = None
-        self.load: LoadGenerator | None = None  # from the switch to the end of the deploy
-        self.switched_at: float | None = None  # epoch seconds
+        self.load: LoadWatch | None = None  # from before the switch to the end of the deploy
 
     # -- what the stages and fixtures read -----------------------------------------------------
 
@@ -281,18 +280,17 @@ class Deployment:
             save_state(self.config.state_file, self.state)
             return
         cfg = self.config
-        # The switch windows, then verify, bake and retire; it stops by itself at the latest.
-        seconds = 2 * cfg.load_window_s + cfg.bake_s + cfg.drain_timeout_s + 120
-        load = self.load = self.adapters.load(seconds) if cfg.load_users else None  # no users
+        load = self.load = self._start_load() if cfg.load_users else None  # no users, no load
         if load is not None:
-            load.start()
-            self._watch_load(load, time.time() + cfg.load_window_s, "before the switch")
+            load.watch(time.time() + cfg.load_window_s, "before the switch")
         result = self.adapters.router.switch(to)
-        self.switched_at = time.time()
+        switched_at = time.time()
         self.phase = Phase.SWITCHED
+        if load is not None:
+            load.switched_at = switched_at
         self.observer.traffic_switched(result.from_colour, to, "switch")
         if load is not None:
-            self._watch_load(load, self.switched_at + cfg.load_window_s, "after the switch")
+            load.watch(switched_at + cfg.load_window_s, "after the switch")
         self.record.switch = {
             k: round(v, 3) if isinstance(v, float) else v
             for k, v in dataclasses.asdict(result).items()
@@ -304,46 +302,26 @@ class Deployment:
         # the next run knows to switch back.
         save_state(cfg.state_file, self.state)
         if load is not None:  # it runs on through verify, bake and retire (or the rollback)
-            self._judge_load(loads.figures(load.samples(), self.switched_at, result.from_colour))
+            self._judge_load(load.figures(result.from_colour))
 
-    def _watch_load(self, load: LoadGenerator, until: float, when: str) -> None:
-        """Load until ``until`` (epoch), a live line each second; after the switch, cut short.
-
-        Cut short by the first failures over budget: every request that fails after the switch
-        is a user's, so the verdict, and the rollback, come at once, not at the window's end.
-        """
-        next_line = time.time() + 1
-        while (now := time.time()) < until:
-            if self._failed_since_switch() > self.config.load_failure_budget:
-                return
-            if now >= next_line:
-                second = loads.last_second(load.samples(), now)
-                self.progress(
-                    f"load {when}: {second.requests} req/s, {second.failures} failed, "
-                    f"p99 {second.p99_ms:.0f} ms"
-                )
-                next_line += 1
-            time.sleep(0.1)
+    def _start_load(self) -> LoadWatch:
+        """Users' load from now through verify, bake and retire; it stops by itself at last."""
+        cfg = self.config
+        seconds = 2 * cfg.load_window_s + cfg.bake_s + cfg.drain_timeout_s + 120
+        load = LoadWatch(self.adapters.load(seconds), cfg.load_failure_budget, self.progress)
+        load.start()
+        return load
 
     def _failed_since_switch(self) -> int:
         """Users' requests that started after the switch and failed (0 without load)."""
-        if self.load is None or self.switched_at is None:
-            return 0
-        return loads.failed_since(self.load.samples(), self.switched_at)
+        return 0 if self.load is None else self.load.failed_since_switch()
 
     def _stop_load(self, rollback_at: float | None = None) -> None:
         """Stop the load and record its figures over the whole run (switch to the end)."""
-        load, self.load = self.load, None
-        if load is None:
+        if self.load is None:
             return
-        if rollback_at is not None:  # a moment of the old colour serving again, for the record
-            time.sleep(max(0.0, rollback_at + 1.0 - time.time()))
-        load.stop()
-        if self.switched_at is None or self.from_colour is None:
-            return
-        try:
-            figures = loads.figures(load.samples(), self.switched_at, self.from_colour, rollback_at)
-        except DeployError:
+        figures = self.load.stop(self.from_colour, rollback_at)
+        if figures is None:
             return
         self.record.load = figures.to_dict()
         self.outputs.emit(

@@ -460,6 +460,20 @@ def test_failed_requests_after_the_switch_fail_the_switch_stage(tmp_path: Path) 
     assert world.adapters.load_run.stopped
 
 
+def test_a_switch_under_load_records_what_users_saw_until_the_end(tmp_path: Path) -> None:
+    world = make_world(tmp_path, load_window_s=0.0, load_users=1)
+    world.adapters.load_run = FakeLoad(world.router)
+    world.run(*BEFORE_SWITCH, "switch", "bake", "retire")
+    world.deployment.conclude(None, None, None)
+    assert world.adapters.load_run.started
+    assert world.adapters.load_run.stopped
+    load = world.deployment.record.load
+    assert load["total"]["requests"] == 20
+    assert load["total"]["failures"] == 0
+    assert load["old_colour_after_switch"] == 0
+    assert any(e["event"] == "load.final" for e in world.outputs.events)
+
+
 def test_bake_rolls_back_on_a_restarted_container(tmp_path: Path) -> None:
     world = make_world(tmp_path, bake_s=5.0)
     world.run(*BEFORE_SWITCH, "switch")
