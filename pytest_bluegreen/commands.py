@@ -1,4 +1,8 @@
-"""The one-shot commands beside a deploy: status, the dry-run plan, a manual rollback, retire."""
+"""The operations of both surfaces, ``bluegreen <verb>`` and ``pytest --bg-<verb>``, one each.
+
+Status, the dry-run plan, a manual switch, a rollback, a retire, and a deployment put together
+from this host's adapters: the only place that picks the adapters for the core.
+"""
 
 from __future__ import annotations
 
