@@ -179,7 +179,7 @@ class RuntimeAPISwitch(Mechanism):
     def switch(self) -> dict[str, Any]:
         start = time.perf_counter()
         result = self.router.switch(NEW)
-        drain_s = self.router.drain(OLD, self.bench.config.drain_timeout_s)
+        drain_s = self.router.drain(OLD, self.bench.config.drain_timeout_s).waited_s
         run_ms = ms_since(start)
         return {
             "run_ms": run_ms,

@@ -17,7 +17,7 @@ from typing import Final
 from pytest_bluegreen.core.colours import Colour, is_colour
 from pytest_bluegreen.core.errors import RouterError
 from pytest_bluegreen.core.files import write_atomically
-from pytest_bluegreen.core.ports import ServerState, SwitchResult
+from pytest_bluegreen.core.ports import DrainResult, ServerState, SwitchResult
 
 MAP_KEY: Final = "active"
 # Server rows only (every proxy, type 4 = servers, every server): a fraction of the full
@@ -147,15 +147,22 @@ class HAProxyRouter:
                 )
             time.sleep(0.2)
 
-    def drain(self, colour: Colour, timeout_s: float) -> float:
-        """Wait (bounded) until ``colour`` has no current or queued sessions; return the wait."""
+    def drain(self, colour: Colour, timeout_s: float) -> DrainResult:
+        """Wait (bounded) until ``colour`` has no current or queued sessions.
+
+        Sessions still open at the deadline (a WebSocket, a server-sent event stream, a slow
+        upload) are closed with ``shutdown sessions server``: a colour that finished serving
+        everything else is retired, not kept for a connection that may never end.
+        """
         start = self._clock()
         while busy := [s for s in self.servers(colour) if s.current_sessions or s.queued]:
             if self._clock() - start >= timeout_s:
-                listing = ", ".join(f"{s.backend}/{s.server} {s.current_sessions}" for s in busy)
-                raise RouterError(f"{colour} still has sessions after {timeout_s:.0f}s: {listing}")
+                for server in busy:
+                    self.api.execute(f"shutdown sessions server {server.backend}/{server.server}")
+                closed = sum(s.current_sessions for s in busy)
+                return DrainResult(self._clock() - start, closed)
             time.sleep(DRAIN_POLL_S)
-        return self._clock() - start
+        return DrainResult(self._clock() - start)
 
     def switch(self, to_colour: Colour) -> SwitchResult:
         """Send new requests to ``to_colour``: preflight, ``set map``, persist, verify."""

@@ -364,16 +364,24 @@ class Deployment:
         old = self.from_colour
         if old is None:
             return
-        waited = self.adapters.router.drain(old, self.config.drain_timeout_s)
+        drain = self.adapters.router.drain(old, self.config.drain_timeout_s)
+        drained = f"{old} drained in {drain.waited_s:.2f}s"
+        if drain.closed_sessions:  # long-lived connections: cut, never a reason to roll back
+            drained += f", then closed its {drain.closed_sessions} sessions still open"
+            self.say(
+                "retire.sessions_closed",
+                f"{old} still had {drain.closed_sessions} open sessions after "
+                f"drain_timeout_s ({self.config.drain_timeout_s:g}s): closed them",
+                level="warning",
+                closed_sessions=drain.closed_sessions,
+            )
         delay = self.config.retire_delay_s
         if delay == 0:
             self.stack.stop(list(self.config.services_of(old)))
-            self.say("retire", f"{old} drained in {waited:.2f}s and stopped (containers kept)")
+            self.say("retire", f"{drained} and stopped (containers kept)")
             return
         self.stack.schedule_retire(old, delay)
-        self.say(
-            "retire", f"{old} drained in {waited:.2f}s; stops in {delay:.0f}s unless rolled back"
-        )
+        self.say("retire", f"{drained}; stops in {delay:.0f}s unless rolled back")
 
     def stage_done(self, name: str, outcome: str, duration_s: float, message: str = "") -> None:
         """Record a stage's outcome; saved at once, so a killed deploy leaves its trace."""

@@ -54,6 +54,14 @@ class SwitchResult:
 
 
 @dataclass(frozen=True, slots=True)
+class DrainResult:
+    """How a colour's drain went: the wait, and the sessions still open at the deadline, closed."""
+
+    waited_s: float
+    closed_sessions: int = 0  # long-lived connections (WebSocket, SSE, uploads) cut at the end
+
+
+@dataclass(frozen=True, slots=True)
 class ContainerState:
     """What the container engine says about one container."""
 
@@ -100,7 +108,7 @@ class Router(Protocol):
     def servers(self, colour: Colour) -> list[ServerState]: ...
     def not_ready(self, colour: Colour) -> list[ServerState]: ...
     def wait_ready(self, colour: Colour, timeout_s: float) -> None: ...
-    def drain(self, colour: Colour, timeout_s: float) -> float: ...
+    def drain(self, colour: Colour, timeout_s: float) -> DrainResult: ...
     def switch(self, to_colour: Colour) -> SwitchResult: ...
 
 

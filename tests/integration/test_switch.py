@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import threading
+import time
+
 import requests
 
 from pytest_bluegreen.adapters.haproxy import read_map_file
@@ -55,3 +59,54 @@ def test_restart_keeps_the_switched_colour(
     assert stack.router.active_colour() == "green"
     response = https.get(config.public_url + "/api/v1/health", timeout=10)
     assert response.headers["X-Bluegreen-Colour"] == "green"
+
+
+def test_a_drain_closes_the_sessions_still_open_at_its_deadline(
+    blue_live: RunningStack, https: requests.Session
+) -> None:
+    """A request the backend cannot finish (its table locked) is a long-lived session on blue."""
+    stack = blue_live.stack
+    config = stack.config
+    (db,) = stack.container_ids(config.db_service)
+    env = config.environment
+    lock_sql = "BEGIN; LOCK TABLE aptos_apartment IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(20);"
+    lock = subprocess.Popen(
+        ["docker", "exec", db, "psql", "-U", env["POSTGRES_USER"], "-d", env["POSTGRES_DB"],
+         "-c", lock_sql],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    outcome: list[object] = []
+
+    def held_request() -> None:
+        try:
+            outcome.append(https.get(config.public_url + "/api/v1/aptos/", timeout=30).status_code)
+        except requests.RequestException as exc:
+            outcome.append(exc)
+
+    try:
+        time.sleep(1)  # the lock first
+        client = threading.Thread(target=held_request)
+        client.start()
+        deadline = time.monotonic() + 10
+        while not any(s.current_sessions for s in stack.router.servers("blue")):
+            assert time.monotonic() < deadline, "the held request never reached blue"
+            time.sleep(0.1)
+
+        result = stack.router.drain("blue", timeout_s=1.0)
+
+        assert result.closed_sessions == 1
+        assert 1.0 <= result.waited_s < 5
+        assert not any(s.current_sessions for s in stack.router.servers("blue"))
+        client.join(timeout=15)
+        assert outcome, "the held request did not end when its session was closed"
+        assert outcome[0] != 200, outcome  # cut, not answered: the table is still locked
+        assert lock.poll() is None, "the lock ended first: the session was not held by it"
+    finally:
+        lock.kill()  # the client only: end the locking session inside the database too
+        lock.wait(timeout=10)
+        subprocess.run(
+            ["docker", "exec", db, "psql", "-U", env["POSTGRES_USER"], "-d", env["POSTGRES_DB"],
+             "-c", "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+             "WHERE query LIKE '%pg_sleep(20)%' AND pid <> pg_backend_pid()"],
+            capture_output=True, check=False, timeout=30,
+        )  # fmt: skip

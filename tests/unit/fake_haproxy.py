@@ -76,4 +76,10 @@ class FakeRuntimeAPI:
                 if not servers_only:
                     rows.append(f"{backend},BACKEND,0,0,0,1,410,9,,,,,,,,0,0,{status}")
             return "\n".join(rows) + "\n\n"
+        if words[:3] == ["shutdown", "sessions", "server"] and len(words) == 4:
+            backend = words[3].partition("/")[0]
+            if backend not in self.sessions:
+                return "No such backend.\n"
+            self.sessions[backend] = 0
+            return "\n"
         return "Unknown command.\n"

@@ -23,6 +23,7 @@ from pytest_bluegreen.core.lock import DeployLock, LockHolder
 from pytest_bluegreen.core.ports import (
     BackupResult,
     ContainerState,
+    DrainResult,
     NotificationKind,
     ServerState,
     SwitchResult,
@@ -39,6 +40,7 @@ class FakeRouter:
         self.switches: list[Colour] = []
         self.down: set[Colour] = set()  # colours whose servers are not UP
         self.drained: list[Colour] = []
+        self.open_at_deadline = 0  # sessions the drain had to close
 
     def active_colour(self) -> Colour:
         return self.live
@@ -54,9 +56,9 @@ class FakeRouter:
         if colour in self.down:
             raise DeployError(f"{colour} is not UP")
 
-    def drain(self, colour: Colour, timeout_s: float) -> float:
+    def drain(self, colour: Colour, timeout_s: float) -> DrainResult:
         self.drained.append(colour)
-        return 0.01
+        return DrainResult(timeout_s if self.open_at_deadline else 0.01, self.open_at_deadline)
 
     def switch(self, to_colour: Colour) -> SwitchResult:
         result = SwitchResult(self.live, to_colour, 1.0, 0.5, 1.0, 1.0)
@@ -488,6 +490,21 @@ def test_bake_rolls_back_on_a_server_the_router_no_longer_sees_up(tmp_path: Path
     world.router.down.add("green")
     with pytest.raises(DeployError, match="api_green/backend-green is DOWN"):
         world.deployment.bake()
+
+
+def test_long_lived_sessions_at_the_drain_deadline_are_closed_and_the_deploy_stands(
+    tmp_path: Path,
+) -> None:
+    world = make_world(tmp_path, drain_timeout_s=2.0)
+    world.router.open_at_deadline = 3
+    world.run(*BEFORE_SWITCH, "switch", "bake", "retire")
+    world.deployment.conclude(None, None, None)
+    assert world.deployment.record.result == "deployed"
+    assert world.router.live == "green"
+    assert world.stack.stopped == ["backend-blue", "frontend-blue"]
+    (closed,) = [e for e in world.outputs.events if e["event"] == "retire.sessions_closed"]
+    assert closed["closed_sessions"] == 3
+    assert "3 open sessions after drain_timeout_s (2s)" in closed["message"]
 
 
 def test_retire_with_a_delay_leaves_the_old_colour_running_for_a_detached_stop(

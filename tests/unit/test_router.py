@@ -147,3 +147,26 @@ def test_unreachable_socket_says_what_to_check(short_dir: Path) -> None:
     api = RuntimeAPI(short_dir / "nothing.sock")
     with pytest.raises(RouterError, match=r"not reachable at .*is the loadbalancer running"):
         api.execute("show info")
+
+
+def test_drain_returns_at_once_when_the_colour_has_no_sessions(
+    router: HAProxyRouter, fake: FakeRuntimeAPI
+) -> None:
+    result = router.drain("blue", timeout_s=5)
+    assert result.closed_sessions == 0
+    assert result.waited_s < 1
+    assert not any(c.startswith("shutdown") for c in fake.commands)
+
+
+def test_drain_closes_the_sessions_still_open_at_its_deadline(
+    router: HAProxyRouter, fake: FakeRuntimeAPI
+) -> None:
+    fake.sessions["api_blue"] = 2  # a WebSocket and a slow upload, say
+    fake.sessions["api_green"] = 5  # the other colour's are never touched
+    result = router.drain("blue", timeout_s=0.05)
+    assert result.closed_sessions == 2
+    assert result.waited_s >= 0.05
+    assert [c for c in fake.commands if c.startswith("shutdown")] == [
+        "shutdown sessions server api_blue/backend-blue"
+    ]
+    assert fake.sessions == {"api_blue": 0, "web_blue": 0, "api_green": 5, "web_green": 0}
