@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
@@ -11,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from pytest_bluegreen.core.errors import ComposeError, DiskFull, DockerUnavailable
+from pytest_bluegreen.core.errors import CommandTimeout, ComposeError, DiskFull, DockerUnavailable
 
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]
 
@@ -89,7 +90,7 @@ class Compose:
                 stdin=subprocess.DEVNULL,
             )
         except subprocess.TimeoutExpired:
-            raise ComposeError(f"'{' '.join(args)}' did not finish within {timeout}s") from None
+            raise CommandTimeout(f"'{' '.join(args)}' did not finish within {timeout:g}s") from None
         if check and result.returncode != 0:
             output = ((result.stderr or "") + (result.stdout or "")).strip()
             tail = "\n".join(output.splitlines()[-30:])
@@ -120,11 +121,11 @@ class Compose:
             ports=tuple(p for raw in spec.get("ports") or () if (p := _published(raw))),
         )
 
-    def build(self, services: Sequence[str]) -> None:
+    def build(self, services: Sequence[str], timeout: float = 1800) -> None:
         # v1's classic builder keeps the container of a failed step unless told not to.
         flags = ["--force-rm"] if self.command == ("docker-compose",) else []
         try:
-            self.run("build", *flags, *services, timeout=1800)
+            self.run("build", *flags, *services, timeout=timeout)
         except ComposeError as exc:
             if "no space left on device" in str(exc).lower():
                 raise DiskFull(
@@ -163,11 +164,22 @@ class Compose:
         timeout: float = 300,
         env: Mapping[str, str] | None = None,
     ) -> str:
-        """Run ``command`` in a fresh, removed container of ``service`` (no dependencies)."""
-        flags = _env_flags(env or {})
-        result = self.run(
-            "run", "--rm", "--no-deps", "-T", *flags, service, *command, timeout=timeout
-        )
+        """Run ``command`` in a fresh, removed container of ``service`` (no dependencies).
+
+        Past ``timeout`` the command is killed, and so is its container: Compose's own client
+        dies with the timeout, and would leave the container running.
+        """
+        name = f"{self.project_name}-{service}-run-{secrets.token_hex(4)}"
+        flags = ["--name", name, *_env_flags(env or {})]
+        try:
+            result = self.run(
+                "run", "--rm", "--no-deps", "-T", *flags, service, *command, timeout=timeout
+            )
+        except CommandTimeout:
+            self.run_process(
+                ["docker", "rm", "-f", name], capture_output=True, text=True, timeout=60
+            )
+            raise
         return result.stdout
 
     def run_detached(

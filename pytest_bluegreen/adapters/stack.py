@@ -34,7 +34,7 @@ from pytest_bluegreen.adapters.tls import ensure_certificate
 from pytest_bluegreen.checks.probe import check_colour_serves
 from pytest_bluegreen.core.colours import COLOURS, Colour
 from pytest_bluegreen.core.config import LB_STATE_IN_CONTAINER, PORT_SETTINGS, StackConfig
-from pytest_bluegreen.core.errors import BluegreenError, PortInUse, StackError
+from pytest_bluegreen.core.errors import BluegreenError, CommandTimeout, PortInUse, StackError
 from pytest_bluegreen.core.ports import ContainerState
 
 Progress = Callable[[str], None]
@@ -189,7 +189,7 @@ class Stack:
         ]
         if missing:
             self.progress(f"building {', '.join(missing)}: their images are not on this engine yet")
-            self.compose.build(missing)
+            self._build(missing)
         return missing
 
     def check_ports_free(self, specs: dict[str, ServiceSpec] | None = None) -> None:
@@ -251,7 +251,7 @@ class Stack:
         colour_services = [s for c in colours for s in cfg.services_of(c)]
         services = [cfg.db_service, *colour_services, cfg.loadbalancer_service]
         self.progress(f"building {', '.join(services)}")
-        self.compose.build(services)
+        self._build(services)
         running_before = set(self.running_services(services))
         try:
             self.check_haproxy_config()
@@ -274,7 +274,16 @@ class Stack:
         self.start([self.config.loadbalancer_service])
 
     def build(self, services: Sequence[str]) -> None:
-        self.compose.build(services)
+        self._build(services)
+
+    def _build(self, services: Sequence[str]) -> None:
+        """Build, bounded by ``build_timeout_s``."""
+        try:
+            self.compose.build(services, timeout=self.config.build_timeout_s)
+        except CommandTimeout as exc:
+            raise CommandTimeout(
+                f"{exc} (build_timeout_s: {self.config.build_timeout_s:g}s)"
+            ) from None
 
     def recreate(self, services: Sequence[str]) -> None:
         """Start ``services`` in new containers (a new release), not waiting for health."""
@@ -357,9 +366,15 @@ class Stack:
         cfg = self.config
         service = cfg.migrate_service.format(colour=colour)
         self.progress(f"migrating the database with {service}")
-        self.compose.run_once(service, cfg.migrate_command)
-        if seed and cfg.seed_command:
-            self.compose.run_once(service, cfg.seed_command)
+        commands = [cfg.migrate_command, *([cfg.seed_command] if seed and cfg.seed_command else [])]
+        for command in commands:
+            try:
+                self.compose.run_once(service, command, timeout=cfg.command_timeout_s)
+            except CommandTimeout as exc:
+                raise CommandTimeout(
+                    f"{exc}; its container was removed (command_timeout_s: "
+                    f"{cfg.command_timeout_s:g}s)"
+                ) from None
 
     def container_ids(self, service: str, *, running_only: bool = False) -> list[str]:
         """The service's own containers (never the one-off ones of ``compose run``)."""

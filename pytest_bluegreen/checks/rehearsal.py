@@ -10,6 +10,7 @@ it must still answer. The real database is migrated only after that gate passed.
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import time
 from collections.abc import Iterator
@@ -35,6 +36,7 @@ ERROR_LINE: Final = re.compile(
     r"^\s*(?P<kind>[A-Za-z_][\w.]*(?:Error|Exception)): (?P<message>.+?)\"?\s*$", re.MULTILINE
 )
 TOOLS_LIFETIME_S: Final = 1800  # the tools container ends itself if a killed deploy leaves it
+TIMED_OUT: Final = 124  # coreutils timeout's exit code when it stopped the command
 
 
 def pending_migrations(plan_output: str) -> list[str]:
@@ -149,7 +151,12 @@ class MigrationRehearsal:
             service = self._service(self.new_colour)
             self.stack.compose.run_detached(service, name, self._config_env, sleep)
             self._tools = name
-        exit_code, output = engine.exec(self._tools, list(command))
+        bound = self.stack.config.command_timeout_s
+        exit_code, output = engine.exec(self._tools, list(command), timeout_s=math.ceil(bound))
+        if exit_code == TIMED_OUT:
+            raise DeployError(
+                f"'{' '.join(command)}' did not finish within {bound:g}s (command_timeout_s)"
+            )
         if exit_code != 0:
             tail = "\n".join(output.strip().splitlines()[-30:])
             raise DeployError(f"'{' '.join(command)}' failed (exit {exit_code}):\n{tail}")

@@ -73,6 +73,11 @@ class StackConfig:
     router_backends: tuple[str, ...] = ("api_{colour}", "web_{colour}")
     public_host: str = "localhost"
     healthy_timeout_s: float = 180.0
+    # Every command a deploy runs is bounded: a build, and each one-off command (migrations,
+    # seed, the rehearsal's commands). When one runs out, the deploy stops there (an abort before
+    # the switch) and the containers the command started, one-off ones included, are removed.
+    build_timeout_s: float = 1800.0
+    command_timeout_s: float = 600.0
     # Deploy: where backups go and how many are kept.
     backup_dir: Path = Path(".bluegreen/backups")
     keep_backups: int = 10
@@ -235,6 +240,8 @@ _FIELD_TYPES: Final[dict[str, type]] = {
     "router_backends": list,
     "public_host": str,
     "healthy_timeout_s": float,
+    "build_timeout_s": float,
+    "command_timeout_s": float,
     "backup_dir": str,
     "keep_backups": int,
     "keep_releases": int,

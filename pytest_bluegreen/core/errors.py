@@ -19,6 +19,10 @@ class ComposeError(BluegreenError):
     """A Compose command failed; the message carries its output."""
 
 
+class CommandTimeout(ComposeError):
+    """A command the deploy ran did not finish within its bound (what it started is removed)."""
+
+
 class DiskFull(BluegreenError):
     """No space left where Docker keeps its images (or where a file had to be written)."""
 

@@ -237,6 +237,60 @@ def test_an_additive_migration_is_rehearsed_then_applied(host: DeployHost) -> No
     assert ("aptos_builder", "website", "character varying") in schema
 
 
+def container_names() -> list[str]:
+    """Every container on the engine, running or not, by name."""
+    listing = subprocess.run(
+        ["docker", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True, check=True
+    )
+    return sorted(listing.stdout.split())
+
+
+def test_a_hung_migration_is_stopped_at_its_bound_and_leaves_no_container(
+    host: DeployHost,
+) -> None:
+    before = host.answer()
+    schema, rows = host.schema_and_rows()
+    containers = container_names()
+    hung = host.settings_with("hung", 'migrate_command = ["sleep", "600"]\ncommand_timeout_s = 5')
+    started = time.monotonic()
+    result = host.deploy("hung-migration", settings=hung)
+    took = time.monotonic() - started
+    record = assert_aborted_by(
+        host,
+        result,
+        "migration",
+        "suites/migration/test_migration.py::test_migrations_apply_to_a_copy",
+        before,
+    )
+    assert "'sleep 600' did not finish within 5s (command_timeout_s)" in result.stdout
+    assert took < 240, f"the deploy took {took:.0f}s: the bound did not hold"
+    assert {s.name: s.outcome for s in record.stages}["bring_up"] == "skipped"
+    assert host.schema_and_rows() == (schema, rows)
+    assert container_names() == containers, "a container of the hung deploy was left"
+
+
+def test_a_hung_migration_of_the_real_database_is_killed_with_its_one_off_container(
+    host: DeployHost,
+) -> None:
+    """Without the rehearsal gate, bring_up's own migration (a Compose one-off run) hangs."""
+    before = host.answer()
+    containers = container_names()
+    hung = host.settings_with(
+        "hung-live",
+        'migrate_command = ["sleep", "600"]\ncommand_timeout_s = 5\ngate_suites = ["suites/smoke"]',
+    )
+    result = host.deploy("hung-live-migration", settings=hung)
+    assert result.returncode != 0
+    record = host.last()
+    assert record.result == "aborted"
+    assert {s.name: s.outcome for s in record.stages}["bring_up"] == "failed"
+    assert "did not finish within 5s; its container was removed (command_timeout_s: 5s)" in (
+        record.error or ""
+    )
+    assert host.answer() == before
+    assert container_names() == containers, "the one-off migration container was left"
+
+
 def test_a_release_failing_after_the_switch_is_rolled_back(host: DeployHost) -> None:
     """Without load, the post-deploy suite is what catches it."""
     live, release = host.answer()

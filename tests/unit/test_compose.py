@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ from pytest_bluegreen.adapters.compose import (
     ServiceSpec,
     detect_compose_command,
 )
-from pytest_bluegreen.core.errors import ComposeError, DiskFull, DockerUnavailable
+from pytest_bluegreen.core.errors import CommandTimeout, ComposeError, DiskFull, DockerUnavailable
 
 
 def completed(returncode: int, stdout: str = "", stderr: str = "") -> Any:
@@ -95,14 +97,33 @@ def test_one_off_containers_get_their_environment_as_flags() -> None:
     compose = make(recorder)
     compose.run_once("backend-green", ["python3", "manage.py", "migrate"], env={"DB": "x_copy"})
     compose.run_detached("backend-blue", "shop-rehearsal-blue", {"DB": "x_copy"})
-    assert recorder.calls[0][0][7:] == [
-        "run", "--rm", "--no-deps", "-T", "-e", "DB=x_copy",
+    run = recorder.calls[0][0][7:]
+    assert re.fullmatch(r"shop-backend-green-run-[0-9a-f]{8}", run[5])
+    assert run[:5] + run[6:] == [
+        "run", "--rm", "--no-deps", "-T", "--name", "-e", "DB=x_copy",
         "backend-green", "python3", "manage.py", "migrate",
     ]  # fmt: skip
     assert recorder.calls[1][0][7:] == [
         "run", "-d", "--no-deps", "--name", "shop-rehearsal-blue", "-e", "DB=x_copy",
         "backend-blue",
     ]  # fmt: skip
+
+
+def test_a_one_off_command_past_its_bound_is_killed_with_its_container() -> None:
+    calls: list[list[str]] = []
+
+    def runner(argv: list[str], **kwargs: Any) -> Any:
+        calls.append(argv)
+        if "run" in argv:
+            raise subprocess.TimeoutExpired(argv, kwargs["timeout"])
+        return completed(0)
+
+    compose = make(Recorder(completed(0)))
+    compose = dataclasses.replace(compose, run_process=runner)
+    with pytest.raises(CommandTimeout, match=r"'run .* migrate' did not finish within 5s"):
+        compose.run_once("backend-green", ["python3", "manage.py", "migrate"], timeout=5)
+    name = calls[0][calls[0].index("--name") + 1]
+    assert calls[1] == ["docker", "rm", "-f", name]
 
 
 def test_v1_build_removes_the_containers_of_failed_steps() -> None:

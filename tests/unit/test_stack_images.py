@@ -65,7 +65,7 @@ def make_stack(tmp_path: Path, engine: StandInEngine, env: dict[str, str] | None
 def builds(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     built: list[list[str]] = []
 
-    def build(self: Compose, services: Sequence[str]) -> None:
+    def build(self: Compose, services: Sequence[str], timeout: float = 0) -> None:
         built.append(list(services))
 
     monkeypatch.setattr(Compose, "build", build)
