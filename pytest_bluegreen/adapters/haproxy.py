@@ -24,6 +24,7 @@ MAP_KEY: Final = "active"
 # ``show stat``, which a switch's preflight and a drain's polling read under load.
 SHOW_SERVERS: Final = "show stat -1 4 -1"
 DRAIN_POLL_S: Final = 0.005  # a request still in flight should not cost a 50 ms poll
+SHUTDOWN_GRACE_S: Final = 5.0  # shut-down sessions are killed asynchronously, within a moment
 
 
 class RuntimeAPI:
@@ -159,10 +160,20 @@ class HAProxyRouter:
             if self._clock() - start >= timeout_s:
                 for server in busy:
                     self.api.execute(f"shutdown sessions server {server.backend}/{server.server}")
+                self._wait_closed(colour)
                 closed = sum(s.current_sessions for s in busy)
                 return DrainResult(self._clock() - start, closed)
             time.sleep(DRAIN_POLL_S)
         return DrainResult(self._clock() - start)
+
+    def _wait_closed(self, colour: Colour) -> None:
+        """HAProxy kills shut-down sessions on its next pass: wait (bounded) until they are gone.
+
+        Past the bound it returns all the same: stopping the colour closes what is left.
+        """
+        deadline = self._clock() + SHUTDOWN_GRACE_S
+        while any(s.current_sessions for s in self.servers(colour)) and self._clock() < deadline:
+            time.sleep(DRAIN_POLL_S)
 
     def switch(self, to_colour: Colour) -> SwitchResult:
         """Send new requests to ``to_colour``: preflight, ``set map``, persist, verify."""
