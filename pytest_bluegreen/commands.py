@@ -79,7 +79,8 @@ def plan(config: StackConfig, release: str) -> str:
     services = " ".join(config.services_of(to))
     steps = {
         "prerequisites": "Docker, Compose file, deploy lock, free ports, the shared services' "
-        "images (built when missing), HAProxy runtime API",
+        "images (built when missing), the shared services other than the database and "
+        "loadbalancer (started when absent, never restarted), HAProxy runtime API",
         "colours": f"live {live or 'none (first deploy)'}, deploy to {to}",
         "backup": f"pg_dump -Fc of {config.db_service} into {config.backup_dir}, verified by a "
         f"restore, keep {config.keep_backups}",

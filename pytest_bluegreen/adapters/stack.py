@@ -166,8 +166,9 @@ class Stack:
         if read_map_file(cfg.map_file) is None:
             write_map_file(cfg.map_file, live)
 
-    def shared_services(self, specs: dict[str, ServiceSpec]) -> list[str]:
+    def shared_services(self, specs: dict[str, ServiceSpec] | None = None) -> list[str]:
         """The services both colours share (database, loadbalancer): none of a profile."""
+        specs = self._specs() if specs is None else specs
         colours = {s for c in COLOURS for s in self.config.services_of(c)}
         return [name for name, spec in specs.items() if name not in colours and not spec.profiles]
 

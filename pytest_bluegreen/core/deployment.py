@@ -141,6 +141,7 @@ class Deployment:
         built = self.stack.build_missing_shared()
         if built:
             self.say("prerequisites.built", f"built {', '.join(built)}", services=built)
+        self._start_absent_shared()
         lb = self.config.loadbalancer_service
         self.router_running = bool(self.stack.running_services([lb]))
         if self.router_running:
@@ -152,6 +153,19 @@ class Deployment:
             )
         if stale is not None:
             self.repair(stale)
+
+    def _start_absent_shared(self) -> None:
+        """Start what both colours use (a cache, a queue) when it is not running; never restart it.
+
+        The database starts when the backup needs it, the loadbalancer with the first colour.
+        """
+        own = (self.config.db_service, self.config.loadbalancer_service)
+        shared = [s for s in self.stack.shared_services() if s not in own]
+        running = set(self.stack.running_services(shared))
+        absent = [s for s in shared if s not in running]
+        if absent:
+            self.say("prerequisites.started", f"starting {', '.join(absent)}", services=absent)
+            self.stack.start(absent)
 
     def repair(self, stale: LockHolder) -> None:
         """A deploy was killed: close its record and put traffic back where it was verified."""

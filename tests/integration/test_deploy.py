@@ -7,6 +7,7 @@ each starting from whatever colour the previous one left live.
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
 import subprocess
 import time
@@ -289,6 +290,34 @@ def test_a_hung_migration_of_the_real_database_is_killed_with_its_one_off_contai
     )
     assert host.answer() == before
     assert container_names() == containers, "the one-off migration container was left"
+
+
+def test_a_shared_service_is_started_when_absent_and_never_restarted(host: DeployHost) -> None:
+    """A cache both colours use: started by the first deploy that finds it absent, then left."""
+    image = os.environ.get("BASE_IMAGE", "debian:bookworm-slim")
+    cache = host.home / "cache.yml"
+    cache.write_text(
+        f'services:\n  cache:\n    image: {image}\n    command: ["sleep", "infinity"]\n'
+    )
+
+    def cache_container() -> tuple[str, str]:
+        (container,) = host.stack.container_ids("cache", running_only=True)
+        started = subprocess.run(
+            ["docker", "inspect", "-f", "{{.State.StartedAt}}", container],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        return container, started
+
+    assert host.stack.container_ids("cache") == []
+    try:
+        assert host.deploy("with-cache", compose=[cache]).returncode == 0
+        first = cache_container()
+        assert host.deploy("with-cache-2", compose=[cache]).returncode == 0
+        assert cache_container() == first  # the same container, never restarted
+        assert host.last().result == "deployed"
+    finally:
+        for container in host.stack.container_ids("cache"):
+            subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
 
 
 def test_a_release_failing_after_the_switch_is_rolled_back(host: DeployHost) -> None:

@@ -81,6 +81,8 @@ class FakeStack:
         self.unhealthy: set[str] = set()
         self.migrated: list[tuple[Colour, bool]] = []
         self.pruned_keeping: tuple[int, list[str]] | None = None
+        self.extra_shared: list[str] = []  # services both colours use besides db and lb
+        self.started: list[str] = []
 
     def prepare(self) -> None:
         return None
@@ -91,6 +93,9 @@ class FakeStack:
     def check_ports_free(self) -> None:
         return None
 
+    def shared_services(self) -> list[str]:
+        return ["db", "loadbalancer", *self.extra_shared]
+
     def build_missing_shared(self) -> list[str]:
         return []
 
@@ -98,6 +103,7 @@ class FakeStack:
         return [s for s in services if s in self.running]
 
     def start(self, services: Sequence[str]) -> None:
+        self.started += services
         self.running.update(services)
 
     def stop(self, services: Sequence[str]) -> None:
@@ -329,6 +335,21 @@ def test_a_deploy_that_passes_every_stage_makes_the_new_colour_live(tmp_path: Pa
     assert world.outputs.notified == ["start", "success"]
     assert world.outputs.closed
     assert DeployLock(world.config.lock_file).running() is None
+
+
+def test_a_shared_service_that_is_not_running_is_started_and_a_running_one_left_alone(
+    tmp_path: Path,
+) -> None:
+    world = make_world(tmp_path)
+    world.stack.extra_shared = ["cache", "queue"]
+    world.stack.running.add("queue")
+    world.run("prerequisites")
+    assert world.stack.started == ["cache"]
+    assert any(e["event"] == "prerequisites.started" for e in world.outputs.events)
+    world.run("colours", "backup", "build", "bring_up", "switch", "bake", "retire")
+    world.deployment.conclude(None, None, None)
+    assert world.stack.started == ["cache"]  # nothing shared started, stopped or restarted again
+    assert not {"cache", "queue", "db", "loadbalancer"} & set(world.stack.stopped)
 
 
 def test_old_release_images_are_pruned_keeping_the_live_and_previous_ones(tmp_path: Path) -> None:
