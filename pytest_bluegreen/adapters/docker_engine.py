@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Final
 
 import docker
 import docker.errors
 
 from pytest_bluegreen.core.errors import DockerUnavailable, StackError
 from pytest_bluegreen.core.ports import ContainerState
+
+EXEC_TIMED_OUT: Final = 124  # coreutils timeout's exit code when it stopped the command
 
 
 class DockerEngine:
@@ -122,7 +124,8 @@ class DockerEngine:
     def exec(self, container: str, command: list[str], timeout_s: int = 300) -> tuple[int, str]:
         """Run ``command`` in a running container: (exit code, stdout and stderr together).
 
-        Bounded by coreutils' ``timeout`` inside the container (the SDK has no timeout).
+        Bounded by coreutils' ``timeout`` inside the container (the SDK has no timeout): exit
+        code :data:`EXEC_TIMED_OUT` when the bound stopped it.
         """
         argv = ["timeout", str(timeout_s), *command]
         exit_code, output = self._client.containers.get(container).exec_run(argv)

@@ -21,7 +21,7 @@ from typing import Final
 
 import requests
 
-from pytest_bluegreen.adapters.docker_engine import DockerEngine
+from pytest_bluegreen.adapters.docker_engine import EXEC_TIMED_OUT, DockerEngine
 from pytest_bluegreen.adapters.postgres import DatabaseBackup
 from pytest_bluegreen.adapters.stack import Stack
 from pytest_bluegreen.core.colours import Colour
@@ -36,7 +36,6 @@ ERROR_LINE: Final = re.compile(
     r"^\s*(?P<kind>[A-Za-z_][\w.]*(?:Error|Exception)): (?P<message>.+?)\"?\s*$", re.MULTILINE
 )
 TOOLS_LIFETIME_S: Final = 1800  # the tools container ends itself if a killed deploy leaves it
-TIMED_OUT: Final = 124  # coreutils timeout's exit code when it stopped the command
 
 
 def pending_migrations(plan_output: str) -> list[str]:
@@ -153,7 +152,7 @@ class MigrationRehearsal:
             self._tools = name
         bound = self.stack.config.command_timeout_s
         exit_code, output = engine.exec(self._tools, list(command), timeout_s=math.ceil(bound))
-        if exit_code == TIMED_OUT:
+        if exit_code == EXEC_TIMED_OUT:
             raise DeployError(
                 f"'{' '.join(command)}' did not finish within {bound:g}s (command_timeout_s)"
             )
