@@ -253,3 +253,10 @@ def wait_until(
         if time.perf_counter() - start >= timeout_s:
             return None
         time.sleep(interval_s)
+
+
+def self_signed_ca(config: StackConfig) -> Path:
+    """The stack's own CA: the benches measure the reference stack, which makes its own."""
+    if config.ca_file is None:
+        raise SystemExit("the benches need tls = 'self-signed' (the reference stack's)")
+    return config.ca_file

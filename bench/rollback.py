@@ -46,6 +46,7 @@ from bench.common import (  # noqa: E402
     median,
     publish,
     render_table,
+    self_signed_ca,
 )
 from bench.loadgen import LoadPlan, RunningLoad  # noqa: E402
 from pytest_bluegreen import commands  # noqa: E402
@@ -200,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for variant in variants:
                 plan = LoadPlan(
                     port=bench.config.port("PUBLIC_HTTPS_PORT"),
-                    ca_file=bench.config.ca_file,
+                    ca_file=self_signed_ca(bench.config),
                     rate=args.rate,
                     seconds=args.hot_seconds if variant == "hot" else args.retired_seconds,
                     keep_alive_clients=args.keep_alive_clients,

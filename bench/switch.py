@@ -65,6 +65,7 @@ from bench.common import (  # noqa: E402
     moved_after,
     publish,
     render_table,
+    self_signed_ca,
     wait_until,
 )
 from bench.loadgen import LoadPlan, LoadResult, RunningLoad  # noqa: E402
@@ -784,7 +785,7 @@ def run_rep(
     """One repetition of one mechanism, with the load the command line asked for."""
     plan = LoadPlan(
         port=mechanism.port,
-        ca_file=mechanism.bench.config.ca_file,
+        ca_file=self_signed_ca(mechanism.bench.config),
         rate=args.rate,
         seconds=args.seconds,
         keep_alive_clients=args.keep_alive_clients,

@@ -89,7 +89,6 @@ def bluegreen_target(
     ``--bg-target``, else the stack's public URL with its recorded live colour and release.
     """
     from pytest_bluegreen.checks.probe import Target
-    from pytest_bluegreen.core.config import DESIGN_CRITICAL_PATHS
 
     deployment = _deployment(request)
     if deployment is not None:
@@ -104,11 +103,13 @@ def bluegreen_target(
     url = request.config.getoption("bg_target")
     if url:
         ca_file = request.config.getoption("bg_ca_file")
-        return Target(
-            url.rstrip("/"), bluegreen_colour, bluegreen_release, ca_file, DESIGN_CRITICAL_PATHS
-        )
+        try:  # the settings' critical paths, when this folder has settings; else the root
+            paths = _config(request).critical_paths
+        except pytest.UsageError:
+            paths = ("/",)
+        return Target(url.rstrip("/"), bluegreen_colour, bluegreen_release, ca_file, paths)
     cfg = _config(request)
-    ca_file = cfg.ca_file if cfg.ca_file.is_file() else None
+    ca_file = cfg.ca_file if cfg.ca_file is not None and cfg.ca_file.is_file() else None
     return Target(cfg.public_url, bluegreen_colour, bluegreen_release, ca_file, cfg.critical_paths)
 
 

@@ -6,6 +6,19 @@ import requests
 
 from pytest_bluegreen import Target
 
+# The endpoints the design document checks; the reference app serves all of them (the same list
+# as critical_paths in this repository's settings).
+DESIGN_CRITICAL_PATHS = (
+    "/",
+    "/aptos",
+    "/builders",
+    "/api/v1/aptos/",
+    "/api/v1/builders/",
+    "/admin/",
+    "/health",
+    "/api/v1/health",
+)
+
 
 def assert_served_by(response: requests.Response, target: Target) -> None:
     """The colour and release the target should serve answered, nobody else."""

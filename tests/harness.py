@@ -64,6 +64,13 @@ def progress(message: str) -> None:
     print(f"[stack] {message}", file=sys.stderr, flush=True)
 
 
+def reference_settings() -> dict[str, Any]:
+    """The reference stack's settings, as this repository's pyproject.toml gives them."""
+    with open(REPO / "pyproject.toml", "rb") as handle:
+        table: dict[str, Any] = tomllib.load(handle)["tool"]["bluegreen"]
+    return table
+
+
 def write_settings(path: Path, table: Mapping[str, Any]) -> Path:
     """``table`` as a TOML settings file at ``path``."""
     path.write_text(tomli_w.dumps(dict(table)), encoding="utf-8")
@@ -96,7 +103,9 @@ class Throwaway:
         return {**os.environ, **self.ports}
 
     def table(self) -> dict[str, Any]:
+        """The reference stack's own settings, in this throwaway's project and folders."""
         return {
+            **reference_settings(),
             "project_name": self.project,
             "state_dir": str(self.home / "state"),
             "env_file": str(self.home / self.env_file),

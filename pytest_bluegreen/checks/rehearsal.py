@@ -28,8 +28,6 @@ from pytest_bluegreen.core.colours import Colour
 from pytest_bluegreen.core.errors import BluegreenError, DeployError
 
 SCRATCH_SUFFIX: Final = "_rehearsal"
-# `showmigrations --plan` lines: "[ ]  aptos.0002_drop_phone" (pending) or "[X]  ..." (applied).
-PLAN_LINE: Final = re.compile(r"^\[(?P<mark>[ X])\]\s+(?P<name>\S+)")
 START_TIMEOUT_S: Final = 60.0
 # "django.db.utils.ProgrammingError: column x does not exist", on a line of its own.
 ERROR_LINE: Final = re.compile(
@@ -38,13 +36,9 @@ ERROR_LINE: Final = re.compile(
 TOOLS_LIFETIME_S: Final = 1800  # the tools container ends itself if a killed deploy leaves it
 
 
-def pending_migrations(plan_output: str) -> list[str]:
-    """The migrations a ``showmigrations --plan`` listing shows as not applied, in order."""
-    return [
-        match["name"]
-        for line in plan_output.splitlines()
-        if (match := PLAN_LINE.match(line.strip())) and match["mark"] == " "
-    ]
+def pending_lines(output: str) -> list[str]:
+    """The pending migrations a ``migration_pending_command`` printed: one per non-empty line."""
+    return [line.strip() for line in output.splitlines() if line.strip()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,10 +108,10 @@ class MigrationRehearsal:
     @property
     def _config_env(self) -> dict[str, str]:
         """What points a one-off container of the app at the scratch database."""
-        return {self.stack.config.database_name_env: self.scratch}
+        return {"POSTGRES_DB": self.scratch}
 
     def _service(self, colour: Colour) -> str:
-        return self.stack.config.migrate_service.format(colour=colour)
+        return self.stack.config.migrate_service_of(colour)
 
     def prepare(self) -> None:
         """The pre-deploy backup, restored into the scratch database (replacing an old one)."""
@@ -163,12 +157,13 @@ class MigrationRehearsal:
 
     def pending(self) -> list[str]:
         """Migrations of the new release that the database (as backed up) does not have yet."""
-        plan = self.run(self.stack.config.migration_plan_command)
-        return pending_migrations(plan)
+        command = self.stack.config.migration_pending_command
+        return pending_lines(self.run(command)) if command else []
 
     def check_models(self) -> None:
         """The new release's models match its migrations, and its migrations do not conflict."""
-        self.run(self.stack.config.migration_check_command)
+        if self.stack.config.migration_check_command:
+            self.run(self.stack.config.migration_check_command)
 
     def migrate(self) -> list[str]:
         """Apply the new release's migrations to the scratch copy, once; returns their names."""
@@ -203,7 +198,7 @@ class MigrationRehearsal:
     def _wait_answering(self, name: str, url: str, host: str) -> None:
         """Until the one-off server accepts connections (bounded; its logs if it dies)."""
         deadline = time.monotonic() + START_TIMEOUT_S
-        path = self.stack.config.rehearsal_paths[0]
+        path = self.stack.config.paths_on_copy[0]
         with requests.Session() as session:
             session.trust_env = False
             while True:

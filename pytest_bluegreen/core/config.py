@@ -23,17 +23,19 @@ from pytest_bluegreen.core.errors import ConfigError
 CONFIG_FILES: Final = ("pyproject.toml", "bluegreen.toml")
 PROJECT_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_-]*")
 ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# The endpoints the design document checks; the reference app serves all of them.
-DESIGN_CRITICAL_PATHS: Final = (
-    "/",
-    "/aptos",
-    "/builders",
-    "/api/v1/aptos/",
-    "/api/v1/builders/",
-    "/admin/",
-    "/health",
-    "/api/v1/health",
-)
+# Kinds of database a deploy backs up and rehearses migrations on ("none": neither applies).
+DATABASE_KINDS: Final = ("none", "postgres", "mysql", "commands")
+# Where a kind's database name and user come from when the settings leave them empty.
+DATABASE_DEFAULTS: Final[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
+    "postgres": (("POSTGRES_DB",), ("POSTGRES_USER",)),
+    "mysql": (("MARIADB_DATABASE", "MYSQL_DATABASE"), ()),
+    "commands": ((), ()),
+}
+# TLS at HAProxy: its own self-signed certificate, the team's files, or none (TLS ends upstream).
+TLS_MODES: Final = ("self-signed", "files", "off")
+# Container hardening checks of the hardening gate, and what each does by default.
+HARDENING_DEFAULTS: Final = {"non_root": "gate", "limits": "warn", "secret_files": "gate"}
+ENV_REFERENCE: Final = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)\}")
 
 # The environment variables that move the ports the reference stack publishes, and their
 # defaults: named in the error when one of them is taken.
@@ -51,27 +53,62 @@ LB_STATE_IN_CONTAINER: Final = "/var/lib/bluegreen"
 
 @dataclass(frozen=True, slots=True)
 class StackConfig:
-    """Everything needed to drive one blue-green stack."""
+    """Everything needed to drive one blue-green stack.
+
+    The defaults are generic (one routed service ``web``, no database, no migrations, the gates
+    shipped in the package); ``bluegreen init`` writes what it infers from a team's Compose file,
+    and a stack with more (the reference stack) says so in its own settings.
+    """
 
     project_dir: Path
     compose_files: tuple[Path, ...] = ()
-    project_name: str = "aptos"
+    project_name: str = "bluegreen"
     state_dir: Path = Path(".bluegreen")
     env_file: Path = Path(".env")
-    db_service: str = "db"
     loadbalancer_service: str = "loadbalancer"
-    # Service name patterns of one colour; "{colour}" is replaced by blue or green.
-    colour_services: tuple[str, ...] = ("backend-{colour}", "frontend-{colour}")
-    # The service whose image runs the schema migrations (and, on an empty host, the seed data).
-    migrate_service: str = "backend-{colour}"
-    migrate_command: tuple[str, ...] = ("python3", "manage.py", "migrate", "--noinput")
-    seed_command: tuple[str, ...] = ("python3", "manage.py", "seed_aptos")
-    # Paths every colour must serve; checked by the smoke and post-deploy suites and a rollback.
-    critical_paths: tuple[str, ...] = (
-        DESIGN_CRITICAL_PATHS  # HAProxy backends that serve one colour, checked before a switch.
-    )
-    router_backends: tuple[str, ...] = ("api_{colour}", "web_{colour}")
+    # Per-colour services, patterns where "{colour}" is replaced by blue or green: the ones
+    # HAProxy routes to (with an HTTP port), and workers (no port), started after the switch
+    # unless ``workers_start`` is "with_colour", and stopped at retire with their own
+    # stop_grace_period.
+    colour_services: tuple[str, ...] = ("web-{colour}",)
+    workers: tuple[str, ...] = ()
+    workers_start: str = "after_switch"
+    # HAProxy backends that serve one colour, one per routed service, checked before a switch.
+    router_backends: tuple[str, ...] = ("web_{colour}",)
+    # The database: its kind, its Compose service, its name and user ("${VAR}" reads the
+    # stack's environment; empty: the kind's usual variables), and for "commands" the team's
+    # own backup (dump on stdout) and restore (dump on stdin, "{database}" replaced) commands.
+    database: str = "none"
+    db_service: str = "db"
+    database_name: str = ""
+    database_user: str = ""
+    backup_command: tuple[str, ...] = ()
+    restore_command: tuple[str, ...] = ()
+    # Migrations: none, or any command run in a one-off container of ``migrate_service``
+    # (default: the first colour service) at the new release; the optional pending command
+    # prints one pending migration per line, the optional check command fails on a model
+    # change without its migration. The seed runs on a first deploy only.
+    migrate_service: str = ""
+    migrate_command: tuple[str, ...] = ()
+    migration_pending_command: tuple[str, ...] = ()
+    migration_check_command: tuple[str, ...] = ()
+    seed_command: tuple[str, ...] = ()
+    # Paths every colour must serve; checked by the gates, the post-deploy suite and a rollback,
+    # with the status each answers (200 when not listed).
+    critical_paths: tuple[str, ...] = ("/",)
+    expected_status: Mapping[str, int] = field(default_factory=dict)
     public_host: str = "localhost"
+    # TLS at HAProxy: "self-signed" (a CA and certificate of its own in the state folder),
+    # "files" (the team's certificate and key; their CA, if not a public one, for the probes),
+    # or "off" (plain HTTP: TLS ends at a terminator in front).
+    tls: str = "self-signed"
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_ca_file: Path | None = None
+    # For ``bluegreen init``: the path prefix HAProxy routes to each routed service, and the
+    # path it checks each one's health on.
+    routes: Mapping[str, str] = field(default_factory=dict)
+    health_paths: Mapping[str, str] = field(default_factory=dict)
     healthy_timeout_s: float = 180.0
     # Every command a deploy runs is bounded: a build, and each one-off command (migrations,
     # seed, the rehearsal's commands). When one runs out, the deploy stops there (an abort before
@@ -84,14 +121,17 @@ class StackConfig:
     # Image tags kept per colour service's repository after a deploy: the newest ones, and
     # the live and previous colours' releases always.
     keep_releases: int = 5
-    # Suites (paths under the project) that gate the switch, and the post-switch suite.
+    # Suites that gate the switch, and the post-switch suite: "bluegreen:<name>" for a gate
+    # shipped in the package, anything else a path under the project.
     gate_suites: tuple[str, ...] = (
-        "suites/migration",
-        "suites/smoke",
-        "suites/infra",
-        "suites/latency",
+        "bluegreen:migration",
+        "bluegreen:http",
+        "bluegreen:latency",
+        "bluegreen:hardening",
     )
-    postdeploy_suite: str = "suites/postdeploy"
+    postdeploy_suite: str = "bluegreen:postdeploy"
+    # Each hardening check ("non_root", "limits", "secret_files"): "gate", "warn" or "off".
+    hardening: Mapping[str, str] = field(default_factory=lambda: dict(HARDENING_DEFAULTS))
     # Retiring the old colour: wait (bounded) until it has no sessions, then stop it after a delay
     # (0: at once, inside the deploy; more: a detached process, so a rollback within the window is
     # a runtime-API switch only). Its containers are stopped, never removed.
@@ -107,27 +147,21 @@ class StackConfig:
     load_users: int = 4
     load_user_rps: float = 5.0
     load_window_s: float = 3.0
-    load_paths: tuple[str, ...] = ("/api/v1/health", "/api/v1/aptos/", "/")
+    load_paths: tuple[str, ...] = ("/",)
     load_failure_budget: int = 0
     load_p99_budget_ms: float = 100.0
-    # Migration rehearsal (suites/migration): the new release's migrations run on a scratch copy
-    # of the backup first, with these commands in the migrate service's image, the database
-    # name passed in ``database_name_env``; then the live colour's migrate service runs on that
-    # copy (port ``rehearsal_port``) and must still answer ``rehearsal_paths``.
-    migration_plan_command: tuple[str, ...] = ("python3", "manage.py", "showmigrations", "--plan")
-    migration_check_command: tuple[str, ...] = (
-        "python3",
-        "manage.py",
-        "makemigrations",
-        "--check",
-        "--dry-run",
-    )
-    database_name_env: str = "POSTGRES_DB"
-    rehearsal_port: int = 8000
-    rehearsal_paths: tuple[str, ...] = ("/api/v1/health", "/api/v1/aptos/", "/api/v1/builders/")
-    # Latency gate (suites/latency): each critical path this many times on the new colour and
-    # on the live one, interleaved; p50 and p99 of the new one within budget, and its p99 no
-    # more than the margin above the live colour's (default budget: the design's 500 ms).
+    # Migration rehearsal: the new release's migrations run first on a scratch copy of the
+    # backup, a database server of its own on a network of its own where it answers to the
+    # database service's name, so the app finds it whatever variable it reads; ``rehearsal_env``
+    # adds variables to the rehearsal's containers ({host}, {port}, {database}, {user} filled
+    # in). Then the live colour's image runs on that copy and must still answer
+    # ``rehearsal_paths`` (default: the critical paths) on ``rehearsal_port`` (0: not checked).
+    rehearsal_env: Mapping[str, str] = field(default_factory=dict)
+    rehearsal_port: int = 0
+    rehearsal_paths: tuple[str, ...] = ()
+    # Latency gate: each critical path this many times on the new colour and on the live one,
+    # interleaved; p50 and p99 of the new one within budget, and its p99 no more than the
+    # margin above the live colour's.
     latency_rounds: int = 20
     latency_p50_budget_ms: float = 250.0
     latency_p99_budget_ms: float = 500.0
@@ -150,8 +184,59 @@ class StackConfig:
     def services_of(self, colour: Colour) -> tuple[str, ...]:
         return tuple(pattern.format(colour=colour) for pattern in self.colour_services)
 
+    def workers_of(self, colour: Colour) -> tuple[str, ...]:
+        return tuple(pattern.format(colour=colour) for pattern in self.workers)
+
     def backends_of(self, colour: Colour) -> tuple[str, ...]:
         return tuple(pattern.format(colour=colour) for pattern in self.router_backends)
+
+    def migrate_service_of(self, colour: Colour) -> str:
+        """The service whose image runs the migrations: the setting, else the first colour one."""
+        return (self.migrate_service or self.colour_services[0]).format(colour=colour)
+
+    @property
+    def has_database(self) -> bool:
+        return self.database != "none"
+
+    @property
+    def has_migrations(self) -> bool:
+        return self.has_database and bool(self.migrate_command)
+
+    @property
+    def paths_on_copy(self) -> tuple[str, ...]:
+        """What the live colour must answer on the migrated copy."""
+        return self.rehearsal_paths or self.critical_paths
+
+    def resolve(self, value: str) -> str:
+        """``value`` with each ``${VAR}`` read from the stack's environment (a missing one: "")."""
+        env = self.environment
+        return ENV_REFERENCE.sub(lambda m: env.get(m["name"], ""), value)
+
+    def _from_env(self, value: str, names: tuple[str, ...], what: str) -> str:
+        if value:
+            resolved = self.resolve(value)
+        else:
+            env = self.environment
+            resolved = next((env[n] for n in names if env.get(n)), "")
+        if not resolved:
+            hint = " or ".join(names) or f"bluegreen.{what}"
+            raise ConfigError(
+                f"no {what.replace('_', ' ')} for the {self.database} database: set {hint} in "
+                f"{self.env_file} or the environment, or bluegreen.{what}"
+            )
+        return resolved
+
+    def database_name_value(self) -> str:
+        """The live database's name, as the settings or the kind's usual variables give it."""
+        names, _ = DATABASE_DEFAULTS.get(self.database, ((), ()))
+        return self._from_env(self.database_name, names, "database_name")
+
+    def database_user_value(self) -> str:
+        """The database user ("" where the kind works as the container's own superuser)."""
+        _, names = DATABASE_DEFAULTS.get(self.database, ((), ()))
+        if not names and not self.database_user:
+            return ""
+        return self._from_env(self.database_user, names, "database_user")
 
     @property
     def lb_state_dir(self) -> Path:
@@ -175,9 +260,16 @@ class StackConfig:
         return self.state_dir / "tls"
 
     @property
-    def ca_file(self) -> Path:
-        """The stack's self-signed certificate, for clients to verify HTTPS against."""
-        return self.tls_dir / "ca.pem"
+    def ca_file(self) -> Path | None:
+        """What clients verify HTTPS against: the self-signed CA, the team's CA, or the system's."""
+        if self.tls == "self-signed":
+            return self.tls_dir / "ca.pem"
+        return self.tls_ca_file
+
+    @property
+    def site_pem(self) -> Path:
+        """The certificate and key HAProxy serves (made, or copied from the team's files)."""
+        return self.tls_dir / "site.pem"
 
     @property
     def metrics_path(self) -> Path:
@@ -209,6 +301,8 @@ class StackConfig:
 
     @property
     def public_url(self) -> str:
+        if self.tls == "off":
+            return self.public_http_url
         return f"https://{self.public_host}:{self.port('PUBLIC_HTTPS_PORT')}"
 
     @property
@@ -218,7 +312,8 @@ class StackConfig:
     def preview_url(self, colour: Colour) -> str:
         """The idle-colour route: that colour only, never the live traffic."""
         name = f"PREVIEW_{colour.upper()}_PORT"
-        return f"https://127.0.0.1:{self.port(name)}"
+        scheme = "http" if self.tls == "off" else "https"
+        return f"{scheme}://127.0.0.1:{self.port(name)}"
 
     @property
     def stats_url(self) -> str:
@@ -230,15 +325,31 @@ _FIELD_TYPES: Final[dict[str, type]] = {
     "project_name": str,
     "state_dir": str,
     "env_file": str,
-    "db_service": str,
     "loadbalancer_service": str,
     "colour_services": list,
+    "workers": list,
+    "workers_start": str,
+    "router_backends": list,
+    "database": str,
+    "db_service": str,
+    "database_name": str,
+    "database_user": str,
+    "backup_command": list,
+    "restore_command": list,
     "migrate_service": str,
     "migrate_command": list,
+    "migration_pending_command": list,
+    "migration_check_command": list,
     "seed_command": list,
     "critical_paths": list,
-    "router_backends": list,
+    "expected_status": dict,
     "public_host": str,
+    "tls": str,
+    "tls_cert_file": str,
+    "tls_key_file": str,
+    "tls_ca_file": str,
+    "routes": dict,
+    "health_paths": dict,
     "healthy_timeout_s": float,
     "build_timeout_s": float,
     "command_timeout_s": float,
@@ -247,6 +358,7 @@ _FIELD_TYPES: Final[dict[str, type]] = {
     "keep_releases": int,
     "gate_suites": list,
     "postdeploy_suite": str,
+    "hardening": dict,
     "drain_timeout_s": float,
     "retire_delay_s": float,
     "bake_s": float,
@@ -261,9 +373,7 @@ _FIELD_TYPES: Final[dict[str, type]] = {
     "load_paths": list,
     "load_failure_budget": int,
     "load_p99_budget_ms": float,
-    "migration_plan_command": list,
-    "migration_check_command": list,
-    "database_name_env": str,
+    "rehearsal_env": dict,
     "rehearsal_port": int,
     "rehearsal_paths": list,
     "latency_rounds": int,
@@ -271,8 +381,33 @@ _FIELD_TYPES: Final[dict[str, type]] = {
     "latency_p99_budget_ms": float,
     "latency_margin_ms": float,
 }
-_NON_NEGATIVE: Final = ("retire_delay_s", "load_users", "load_failure_budget", "bake_s")
-_CHOICES: Final[dict[str, tuple[str, ...]]] = {"webhook_style": ("json", "slack")}
+_NON_NEGATIVE: Final = (
+    "retire_delay_s",
+    "load_users",
+    "load_failure_budget",
+    "bake_s",
+    "rehearsal_port",
+)
+_MAY_BE_EMPTY: Final = (
+    "webhooks",
+    "gate_suites",
+    "seed_command",
+    "secret_names",
+    "workers",
+    "backup_command",
+    "restore_command",
+    "migrate_command",
+    "migration_pending_command",
+    "migration_check_command",
+    "rehearsal_paths",
+)
+_CHOICES: Final[dict[str, tuple[str, ...]]] = {
+    "webhook_style": ("json", "slack"),
+    "database": DATABASE_KINDS,
+    "tls": TLS_MODES,
+    "workers_start": ("after_switch", "with_colour"),
+}
+_FILES: Final = ("tls_cert_file", "tls_key_file", "tls_ca_file")
 
 
 def load_config(
@@ -292,7 +427,8 @@ def load_config(
     values = _validate(table)
     if project_name is not None:
         values["project_name"] = project_name
-    if not PROJECT_NAME.fullmatch(values.get("project_name", "aptos")):
+    values.setdefault("project_name", default_project_name(project_dir))
+    if not PROJECT_NAME.fullmatch(values["project_name"]):
         raise ConfigError(
             f"bluegreen.project_name {values['project_name']!r} must be lowercase letters, "
             "digits, '-' or '_', starting with a letter or digit"
@@ -309,8 +445,16 @@ def load_config(
     backup_dir = _under(project_dir, values.pop("backup_dir", str(state_dir / "backups")))
     env_file = _under(project_dir, values.pop("env_file", ".env"))
     metrics_file = values.pop("metrics_file", None)
+    files_given: dict[str, Any] = {
+        key: _under(project_dir, values.pop(key)) for key in _FILES if key in values
+    }
+    for key, path in files_given.items():
+        if not path.is_file():
+            raise ConfigError(f"bluegreen.{key}: file not found: {path}")
+    _check_combinations(values, files_given)
     env = dict(os.environ if environ is None else environ)
     return StackConfig(
+        **files_given,
         project_dir=project_dir,
         compose_files=resolved,
         state_dir=state_dir,
@@ -321,6 +465,35 @@ def load_config(
         config_file=source,
         **values,
     )
+
+
+def default_project_name(project_dir: Path) -> str:
+    """The project folder's name as a Compose project name: lowercase, [a-z0-9_-]."""
+    name = re.sub(r"[^a-z0-9_-]+", "-", project_dir.name.lower()).strip("-_")
+    return name or "bluegreen"
+
+
+def _check_combinations(values: dict[str, Any], files: dict[str, Any]) -> None:
+    """Settings that only make sense together: one line naming what is missing."""
+    tls = values.get("tls", "self-signed")
+    if tls == "files" and not {"tls_cert_file", "tls_key_file"} <= files.keys():
+        raise ConfigError("bluegreen.tls = 'files' needs tls_cert_file and tls_key_file")
+    if tls != "files" and files.keys() & {"tls_cert_file", "tls_key_file"}:
+        raise ConfigError("bluegreen.tls_cert_file and tls_key_file need tls = 'files'")
+    if values.get("database") == "commands" and not values.get("backup_command"):
+        raise ConfigError("bluegreen.database = 'commands' needs backup_command")
+    if values.get("database", "none") == "none" and values.get("migrate_command"):
+        raise ConfigError(
+            "bluegreen.migrate_command needs a database: set bluegreen.database (postgres, "
+            "mysql or commands)"
+        )
+    routed = values.get("colour_services", ("web-{colour}",))
+    backends = values.get("router_backends", ("web_{colour}",))
+    if len(backends) > len(routed):
+        raise ConfigError(
+            "bluegreen.router_backends has more entries than colour_services (one backend per "
+            "routed service; workers have none)"
+        )
 
 
 def _under(project_dir: Path, value: str) -> Path:
@@ -370,15 +543,17 @@ def _validate(table: dict[str, Any]) -> dict[str, Any]:
                 f"bluegreen.{key} must be a {expected.__name__}, not {type(value).__name__} "
                 f"({value!r})"
             )
+        if expected is dict:
+            value = _validate_table(key, value)
         if expected is list:
-            may_be_empty = key in ("webhooks", "gate_suites", "seed_command", "secret_names")
+            may_be_empty = key in _MAY_BE_EMPTY
             if (not value and not may_be_empty) or not all(
                 isinstance(item, str) and item for item in value
             ):
                 raise ConfigError(f"bluegreen.{key} must be a non-empty list of strings")
             if key == "webhooks" and not all(_is_http_url(u) for u in value):
                 raise ConfigError(f"bluegreen.{key}: every URL must start with http:// or https://")
-            if key in ("colour_services", "router_backends") and not all(
+            if key in ("colour_services", "router_backends", "workers") and not all(
                 "{colour}" in item for item in value
             ):
                 raise ConfigError(f"bluegreen.{key}: every entry must contain '{{colour}}'")
@@ -402,6 +577,40 @@ def _validate(table: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"bluegreen.{key} must be one of {', '.join(_CHOICES[key])}")
         values[key] = value
     return values
+
+
+def _validate_table(key: str, table: dict[str, Any]) -> dict[str, Any]:
+    """A settings table: string keys, and values of the type (and range) the key wants."""
+    want: type = int if key == "expected_status" else str
+    for name, value in table.items():
+        if not isinstance(value, want) or isinstance(value, bool):
+            raise ConfigError(
+                f"bluegreen.{key}.{name} must be a {want.__name__}, not {type(value).__name__}"
+            )
+    if key == "expected_status":
+        wrong = next((p for p, code in table.items() if not 100 <= code <= 599), None)
+        if wrong is not None:
+            raise ConfigError(f"bluegreen.expected_status.{wrong} must be an HTTP status (100-599)")
+    if key in ("expected_status", "routes", "health_paths"):
+        paths = table if key == "expected_status" else table.values()
+        bad = next((p for p in paths if not p.startswith("/")), None)
+        if bad is not None:
+            raise ConfigError(f"bluegreen.{key}: every path must start with '/', not {bad!r}")
+    if key == "hardening":
+        for name, mode in table.items():
+            if name not in HARDENING_DEFAULTS:
+                raise ConfigError(
+                    f"unknown hardening check bluegreen.hardening.{name} (known: "
+                    f"{', '.join(HARDENING_DEFAULTS)})"
+                )
+            if mode not in ("gate", "warn", "off"):
+                raise ConfigError(f"bluegreen.hardening.{name} must be gate, warn or off")
+        return {**HARDENING_DEFAULTS, **table}
+    if key == "rehearsal_env":
+        wrong = next((n for n in table if not ENV_NAME.fullmatch(n)), None)
+        if wrong is not None:
+            raise ConfigError(f"bluegreen.rehearsal_env: {wrong!r} is not a variable name")
+    return dict(table)
 
 
 def _is_http_url(value: str) -> bool:

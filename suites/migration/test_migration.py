@@ -66,7 +66,7 @@ def test_live_colour_works_on_the_migrated_copy(
     problems = []
     with requests.Session() as session:
         session.trust_env = False
-        for path in bluegreen_rehearsal.stack.config.rehearsal_paths:
+        for path in bluegreen_rehearsal.stack.config.paths_on_copy:
             response = session.get(
                 live_on_copy.url + path,
                 headers=live_on_copy.headers,

@@ -13,8 +13,7 @@ import pytest
 import requests
 
 from pytest_bluegreen import Target
-from pytest_bluegreen.core.config import DESIGN_CRITICAL_PATHS
-from suites.checks import assert_served_by
+from suites.checks import DESIGN_CRITICAL_PATHS, assert_served_by
 
 API_BUDGET_S = 0.5  # the design document's bound for the API
 API_SAMPLES = 5

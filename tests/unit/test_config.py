@@ -18,12 +18,21 @@ def write_pyproject(project: Path, body: str) -> None:
     (project / "pyproject.toml").write_text(f"[tool.bluegreen]\n{body}\n")
 
 
-def test_defaults_without_settings(project: Path) -> None:
+def test_defaults_without_settings_are_generic(tmp_path: Path) -> None:
+    project = tmp_path / "My Shop"
+    project.mkdir()
+    (project / "docker-compose.blue-green.yml").write_text("services: {}\n")
     config = load_config(project, environ={})
-    assert config.project_name == "aptos"
+    assert config.project_name == "my-shop"  # the folder's name, as Compose would take it
     assert config.compose_files == (project / "docker-compose.blue-green.yml",)
-    assert config.services_of("green") == ("backend-green", "frontend-green")
-    assert config.backends_of("blue") == ("api_blue", "web_blue")
+    assert config.services_of("green") == ("web-green",)
+    assert config.backends_of("blue") == ("web_blue",)
+    assert config.migrate_service_of("blue") == "web-blue"
+    assert (config.database, config.has_database, config.has_migrations) == ("none", False, False)
+    assert config.critical_paths == ("/",)
+    assert config.gate_suites[0].startswith("bluegreen:")
+    assert config.postdeploy_suite == "bluegreen:postdeploy"
+    assert config.hardening == {"non_root": "gate", "limits": "warn", "secret_files": "gate"}
     assert config.admin_socket == project / ".bluegreen" / "lb" / "admin.sock"
     assert config.public_url == "https://localhost:443"
     assert config.preview_url("green") == "https://127.0.0.1:8442"
@@ -72,7 +81,28 @@ def test_bluegreen_toml_used_when_pyproject_has_no_table(project: Path) -> None:
         ("project_name = ", "is not valid TOML"),
         ("rehearsal_paths = ['api/v1/health']", "bluegreen.rehearsal_paths: every path must start"),
         ("latency_margin_ms = -5", "bluegreen.latency_margin_ms must be positive"),
-        ("migration_check_command = []", "bluegreen.migration_check_command must be a non-empty"),
+        ("critical_paths = []", "bluegreen.critical_paths must be a non-empty"),
+        (
+            "database = 'oracle'",
+            "bluegreen.database must be one of none, postgres, mysql, commands",
+        ),
+        ("tls = 'files'", "bluegreen.tls = 'files' needs tls_cert_file and tls_key_file"),
+        ("tls_ca_file = 'missing.pem'", "bluegreen.tls_ca_file: file not found"),
+        ("database = 'commands'", "bluegreen.database = 'commands' needs backup_command"),
+        ("migrate_command = ['migrate']", "bluegreen.migrate_command needs a database"),
+        ("workers = ['worker']", "bluegreen.workers: every entry must contain '{colour}'"),
+        (
+            "expected_status = {'/admin/' = 999}",
+            "bluegreen.expected_status./admin/ must be an HTTP",
+        ),
+        ("expected_status = {'/x' = '302'}", "bluegreen.expected_status./x must be a int"),
+        ("routes = {'web-{colour}' = 'api'}", "bluegreen.routes: every path must start with '/'"),
+        ("hardening = {'sandbox' = 'gate'}", "unknown hardening check bluegreen.hardening.sandbox"),
+        (
+            "hardening = {'limits' = 'maybe'}",
+            "bluegreen.hardening.limits must be gate, warn or off",
+        ),
+        ("rehearsal_env = {'1X' = 'a'}", "bluegreen.rehearsal_env: '1X' is not a variable name"),
         ("pushgateway_url = 'gateway:9091'", "bluegreen.pushgateway_url must start with http://"),
         ("secret_names = 'MY_CREDS'", "bluegreen.secret_names must be a list, not str"),
         ("secret_names = ['']", "bluegreen.secret_names must be a non-empty list of strings"),
@@ -129,8 +159,40 @@ def test_gate_settings_have_the_design_defaults(project: Path) -> None:
     assert config.latency_rounds == 50
     assert (config.latency_p50_budget_ms, config.latency_p99_budget_ms) == (250.0, 500.0)
     assert config.gate_suites == (
-        "suites/migration",
-        "suites/smoke",
-        "suites/infra",
-        "suites/latency",
+        "bluegreen:migration",
+        "bluegreen:http",
+        "bluegreen:latency",
+        "bluegreen:hardening",
     )
+
+
+def test_database_name_and_user_come_from_the_kinds_variables(project: Path) -> None:
+    write_pyproject(project, 'database = "postgres"')
+    env = {"POSTGRES_DB": "shop", "POSTGRES_USER": "shopper"}
+    config = load_config(project, environ=env)
+    assert (config.database_name_value(), config.database_user_value()) == ("shop", "shopper")
+    write_pyproject(project, 'database = "mysql"\ndatabase_name = "${APP_DB}_main"')
+    config = load_config(project, environ={"APP_DB": "orders"})
+    assert (config.database_name_value(), config.database_user_value()) == ("orders_main", "")
+    write_pyproject(project, 'database = "mysql"')
+    with pytest.raises(ConfigError, match="set MARIADB_DATABASE or MYSQL_DATABASE"):
+        load_config(project, environ={}).database_name_value()
+
+
+def test_tls_modes_decide_urls_and_what_clients_trust(project: Path) -> None:
+    write_pyproject(project, 'tls = "off"')
+    config = load_config(project, environ={"PUBLIC_HTTP_PORT": "8080"})
+    assert config.public_url == "http://localhost:8080"
+    assert config.preview_url("blue") == "http://127.0.0.1:8441"
+    assert config.ca_file is None
+    for name in ("site.pem", "key.pem", "ca.pem"):
+        (project / name).write_text("x")
+    write_pyproject(
+        project,
+        'tls = "files"\ntls_cert_file = "site.pem"\ntls_key_file = "key.pem"\n'
+        'tls_ca_file = "ca.pem"',
+    )
+    config = load_config(project, environ={})
+    assert config.public_url == "https://localhost:443"
+    assert config.ca_file == project / "ca.pem"
+    assert config.tls_key_file == project / "key.pem"

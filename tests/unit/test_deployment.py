@@ -30,6 +30,7 @@ from pytest_bluegreen.core.ports import (
 )
 from pytest_bluegreen.core.record import DeployRecord, RecordStore
 from pytest_bluegreen.core.state import ColourState, load_state, save_state
+from tests.unit.reference import REFERENCE
 
 SECRET = "s3cret-value-of-the-stack"
 
@@ -308,7 +309,9 @@ def _release_locks() -> Iterator[None]:
 
 def make_world(tmp_path: Path, live: Colour | None = "blue", **settings: Any) -> World:
     settings = {"load_users": 0, "bake_s": 0.0, **settings}
-    config = StackConfig(project_dir=tmp_path, state_dir=tmp_path / "state", **settings)
+    config = StackConfig(
+        project_dir=tmp_path, state_dir=tmp_path / "state", **{**REFERENCE, **settings}
+    )
     if live is not None:
         save_state(config.state_file, ColourState(live=live, releases={live: "r1"}))
     adapters, outputs, observer = FakeAdapters(tmp_path, live), FakeOutputs(), Observer()

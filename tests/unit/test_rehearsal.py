@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from pytest_bluegreen.adapters.testinfra_hosts import service_name
-from pytest_bluegreen.checks.rehearsal import error_lines, pending_migrations
+from pytest_bluegreen.checks.rehearsal import error_lines, pending_lines
 from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.errors import StackError
+from tests.unit.reference import REFERENCE
 
 PLAN = """\
 [X]  contenttypes.0001_initial
@@ -19,13 +22,23 @@ PLAN = """\
 """
 
 
-def test_pending_migrations_are_the_unticked_ones_in_plan_order() -> None:
-    assert pending_migrations(PLAN) == [
+def test_pending_lines_are_the_non_empty_lines_in_order() -> None:
+    assert pending_lines("0003_add_notes\n\n  0004_index \n") == ["0003_add_notes", "0004_index"]
+    assert pending_lines("") == []
+
+
+def test_the_reference_stacks_pending_command_keeps_the_unticked_migrations() -> None:
+    """Its shell pipeline, run on Django's plan, prints the pending ones in plan order."""
+    settings = tomllib.loads(Path("pyproject.toml").read_text())["tool"]["bluegreen"]
+    shell, flag, pipeline = settings["migration_pending_command"]
+    sed = pipeline.split("| ", 1)[1]  # the part that reads `showmigrations --plan`
+    out = subprocess.run(
+        [shell, flag, sed], input=PLAN, capture_output=True, text=True, check=True
+    ).stdout
+    assert pending_lines(out) == [
         "aptos.0002_builder_website",
         "drop_column.0001_drop_builder_founded_year",
     ]
-    assert pending_migrations("[X]  aptos.0001_initial\n") == []
-    assert pending_migrations("Creating bgmig_backend-blue_run ... done\n") == []
 
 
 def test_error_lines_come_out_of_json_tracebacks_once_each() -> None:
@@ -51,7 +64,7 @@ def test_error_lines_come_out_of_json_tracebacks_once_each() -> None:
 
 
 def test_a_role_names_the_service_of_the_colour_under_test() -> None:
-    config = StackConfig(project_dir=Path("/p"))
+    config = StackConfig(project_dir=Path("/p"), **REFERENCE)
     assert service_name(config, "green", "backend") == "backend-green"
     assert service_name(config, "blue", "frontend") == "frontend-blue"
     assert service_name(config, "blue", "db") == "db"  # any other name is a service as it is

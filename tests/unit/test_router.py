@@ -18,6 +18,7 @@ from pytest_bluegreen.adapters.haproxy import (
 from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.errors import RouterError
 from tests.unit.fake_haproxy import STAT_HEADER, FakeRuntimeAPI
+from tests.unit.reference import REFERENCE
 
 MAP = "/var/lib/bluegreen/active.map"
 
@@ -39,7 +40,7 @@ def fake(short_dir: Path) -> Iterator[FakeRuntimeAPI]:
 @pytest.fixture
 def router(fake: FakeRuntimeAPI, short_dir: Path) -> HAProxyRouter:
     write_map_file(short_dir / "active.map", "blue")
-    config = StackConfig(project_dir=short_dir)
+    config = StackConfig(project_dir=short_dir, **REFERENCE)
     return HAProxyRouter(RuntimeAPI(fake.path), short_dir / "active.map", MAP, config.backends_of)
 
 

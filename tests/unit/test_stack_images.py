@@ -12,6 +12,7 @@ from pytest_bluegreen.adapters.compose import Compose, PublishedPort, ServiceSpe
 from pytest_bluegreen.adapters.stack import Stack, port_in_use, repository
 from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.errors import PortInUse
+from tests.unit.reference import REFERENCE
 
 
 class StandInEngine:
@@ -57,7 +58,9 @@ SPECS = {
 
 
 def make_stack(tmp_path: Path, engine: StandInEngine, env: dict[str, str] | None = None) -> Stack:
-    config = StackConfig(project_dir=tmp_path, env_file=tmp_path / ".env", env=env or {})
+    config = StackConfig(
+        project_dir=tmp_path, env_file=tmp_path / ".env", env=env or {}, **REFERENCE
+    )
     return Stack(config, engine=engine, compose_command=("docker-compose",))  # type: ignore[arg-type]
 
 
