@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_bluegreen.core.deployment import Deployment
-from pytest_bluegreen.tracker import StageTracker
+from pytest_bluegreen.tracker import StageTracker, not_applicable
 
 
 @pytest.mark.bluegreen_stage("prerequisites")
@@ -27,6 +27,8 @@ def test_colours(bluegreen_deployment: Deployment) -> None:
 @pytest.mark.bluegreen_stage("backup")
 def test_backup(bluegreen_deployment: Deployment) -> None:
     """A compressed, checksummed database dump, verified by a restore, before any change."""
+    if not bluegreen_deployment.config.has_database:
+        not_applicable("the stack has no database (bluegreen.database = 'none')")
     bluegreen_deployment.backup()
 
 

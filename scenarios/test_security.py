@@ -12,7 +12,7 @@ import subprocess
 import pytest
 import requests
 
-from pytest_bluegreen.adapters.stack import GENERATED_SECRETS
+from pytest_bluegreen.adapters.stack import generated_secrets
 from pytest_bluegreen.checks.hardening import RUNTIME_PREFIX
 from pytest_bluegreen.core.colours import COLOURS, Colour
 from scenarios.harness import PROJECT, ScenarioHost, Webhook
@@ -60,7 +60,8 @@ def test_stats_page_and_runtime_api_are_not_public(host: ScenarioHost) -> None:
 def test_no_secret_in_logs_records_reports_or_notifications(
     host: ScenarioHost, webhook: Webhook
 ) -> None:
-    secrets = {key: host.config.environment[key] for key in GENERATED_SECRETS}
+    example = host.config.project_dir / ".env.example"
+    secrets = {key: host.config.environment[key] for key in generated_secrets(example)}
     assert all(len(value) >= 16 for value in secrets.values())
     places: dict[str, str] = {
         "deploy output": "".join(host.outputs),

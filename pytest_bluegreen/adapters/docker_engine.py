@@ -48,8 +48,10 @@ class DockerEngine:
             restarts=int(attrs.get("RestartCount", 0)),
         )
 
-    def stop(self, container_ids: Sequence[str], timeout_s: int = 10) -> None:
+    def stop(self, container_ids: Sequence[str], timeout_s: int | None = None) -> None:
         """Stop containers side by side (SIGTERM, then SIGKILL after ``timeout_s``).
+
+        ``None``: each container's own stop timeout (Compose sets it from stop_grace_period).
 
         In parallel, each app shuts down in its own time, and no Compose process starts: a
         colour stops in the time of its slowest service, about a second faster than Compose v1.
@@ -61,7 +63,7 @@ class DockerEngine:
         for future in futures:
             future.result()
 
-    def _stop_one(self, container_id: str, timeout_s: int) -> None:
+    def _stop_one(self, container_id: str, timeout_s: int | None) -> None:
         try:
             self._client.api.stop(container_id, timeout=timeout_s)
         except docker.errors.NotFound:

@@ -8,9 +8,10 @@ The steps follow what measured well (see the design notes): preflight, switch, p
 from __future__ import annotations
 
 import csv
+import re
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -89,6 +90,16 @@ def write_map_file(path: Path, colour: Colour) -> None:
     write_atomically(path, f"{MAP_KEY} {colour}\n", mode=0o644)
 
 
+RELEASES_MAP: Final = "releases.map"
+RELEASE_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}")
+
+
+def write_releases_map(path: Path, releases: Mapping[Colour, str]) -> None:
+    """Each colour's release, for HAProxy to add as ``X-Bluegreen-Release`` to its responses."""
+    lines = "".join(f"{c} {r}\n" for c, r in sorted(releases.items()) if RELEASE_ID.fullmatch(r))
+    write_atomically(path, lines, mode=0o644)
+
+
 def read_map_file(path: Path) -> Colour | None:
     if not path.is_file():
         return None
@@ -115,6 +126,26 @@ class HAProxyRouter:
         self.map_in_container = map_in_container
         self.backends_of = backends_of
         self._clock = clock
+
+    def publish_releases(self, releases: Mapping[Colour, str], *, running: bool) -> None:
+        """Tell HAProxy each colour's release: the map file, and at run time when it runs.
+
+        A configuration that does not read the releases map (an app that sends its own
+        header) makes HAProxy answer "Unknown map identifier": nothing to tell it then.
+        """
+        path = self.map_file.with_name(RELEASES_MAP)
+        write_releases_map(path, releases)
+        in_container = f"{self.map_in_container.rpartition('/')[0]}/{RELEASES_MAP}"
+        if not running:
+            return  # it reads the file when it starts
+        for colour, release in releases.items():
+            if not RELEASE_ID.fullmatch(release):
+                continue
+            answer = self.api.execute(f"set map {in_container} {colour} {release}").strip()
+            if "not found" in answer.lower():
+                answer = self.api.execute(f"add map {in_container} {colour} {release}").strip()
+            if answer and "unknown map" not in answer.lower():
+                raise RouterError(f"HAProxy refused the release of {colour}: {answer}")
 
     def active_colour(self) -> Colour:
         entries = parse_show_map(self.api.execute(f"show map {self.map_in_container}"))

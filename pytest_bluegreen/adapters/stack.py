@@ -30,42 +30,61 @@ from pytest_bluegreen.adapters.haproxy import (
     read_map_file,
     write_map_file,
 )
-from pytest_bluegreen.adapters.tls import ensure_certificate
+from pytest_bluegreen.adapters.tls import ensure_certificate, install_certificate
 from pytest_bluegreen.checks.probe import check_colour_serves
 from pytest_bluegreen.core.colours import COLOURS, Colour
-from pytest_bluegreen.core.config import LB_STATE_IN_CONTAINER, PORT_SETTINGS, StackConfig
-from pytest_bluegreen.core.errors import BluegreenError, CommandTimeout, PortInUse, StackError
+from pytest_bluegreen.core.config import (
+    LB_STATE_IN_CONTAINER,
+    PORT_SETTINGS,
+    StackConfig,
+    read_env_file,
+)
+from pytest_bluegreen.core.errors import (
+    BluegreenError,
+    CommandTimeout,
+    ConfigError,
+    PortInUse,
+    StackError,
+)
 from pytest_bluegreen.core.ports import ContainerState
+from pytest_bluegreen.reporting.secrets import is_secret_name
 
 Progress = Callable[[str], None]
 
-# Values generated into a new env file; everything else is copied from the example.
-GENERATED_SECRETS: Final = ("POSTGRES_PASSWORD", "DJANGO_SECRET_KEY", "STATS_PASSWORD")
+# Always generated into a new env file: the router's stats password.
+ROUTER_SECRETS: Final = ("STATS_PASSWORD",)
 HAPROXY_CONFIG_IN_CONTAINER: Final = "/usr/local/etc/haproxy/haproxy.cfg"
+
+
+def generated_secrets(example: Path) -> list[str]:
+    """The keys a new env file gets random values for: the example's secret-looking ones."""
+    names = [key for key in read_env_file(example) if is_secret_name(key)]
+    return [*names, *(key for key in ROUTER_SECRETS if key not in names)]
 
 
 def ensure_env_file(path: Path, example: Path, environ: dict[str, str]) -> bool:
     """Write ``path`` from ``example`` with fresh random secrets, unless it exists.
 
-    Values set in ``environ`` (for example ``BASE_IMAGE``) win over the example's. Returns True
-    when it wrote the file.
+    Secret-looking keys (PASSWORD, SECRET, TOKEN, _KEY...) get random values; values set in
+    ``environ`` (for example ``BASE_IMAGE``) win over the example's. Returns True when it
+    wrote the file.
     """
     if path.exists():
         return False
     lines = example.read_text(encoding="utf-8").splitlines() if example.is_file() else []
+    generated = generated_secrets(example)
     out: list[str] = []
     for line in lines:
         key, sep, _ = line.partition("=")
         key = key.strip()
         if sep and not key.startswith("#"):
-            if key in GENERATED_SECRETS:
-                size = 48 if key == "DJANGO_SECRET_KEY" else 24
-                line = f"{key}={secrets.token_urlsafe(size)}"
+            if key in generated:
+                line = f"{key}={secrets.token_urlsafe(48)}"
             elif key in environ:
                 line = f"{key}={environ[key]}"
         out.append(line)
     present = {line.partition("=")[0].strip() for line in out}
-    out += [f"{key}={secrets.token_urlsafe(24)}" for key in GENERATED_SECRETS if key not in present]
+    out += [f"{key}={secrets.token_urlsafe(24)}" for key in generated if key not in present]
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -159,12 +178,25 @@ class Stack:
         if ensure_env_file(cfg.env_file, cfg.project_dir / ".env.example", dict(cfg.env)):
             self.progress(f"wrote {cfg.env_file} with new random secrets")
         cfg.lb_state_dir.mkdir(parents=True, exist_ok=True)
-        if ensure_certificate(cfg.tls_dir / "site.pem", (cfg.public_host, "localhost")):
-            self.progress(f"made a TLS certificate in {cfg.tls_dir} (CA: {cfg.ca_file})")
+        cfg.tls_dir.mkdir(parents=True, exist_ok=True)  # mounted by the router, even empty
+        if self._prepare_tls():
+            self.progress(f"wrote HAProxy's certificate {cfg.site_pem} ({cfg.tls} TLS)")
             if self.running_services([cfg.loadbalancer_service]):
                 self.progress("warning: the running loadbalancer serves the old certificate")
         if read_map_file(cfg.map_file) is None:
             write_map_file(cfg.map_file, live)
+
+    def _prepare_tls(self) -> bool:
+        """HAProxy's certificate as the ``tls`` setting says; True when it wrote one."""
+        cfg = self.config
+        if cfg.tls == "self-signed":
+            return ensure_certificate(cfg.site_pem, (cfg.public_host, "localhost"))
+        if cfg.tls == "files":
+            cert, key = cfg.tls_cert_file, cfg.tls_key_file
+            if cert is None or key is None:
+                raise ConfigError("bluegreen.tls = 'files' needs tls_cert_file and tls_key_file")
+            return install_certificate(cfg.site_pem, cert, key)
+        return False  # off: TLS ends upstream
 
     def shared_services(self, specs: dict[str, ServiceSpec] | None = None) -> list[str]:
         """The services both colours share (database, loadbalancer): none of a profile."""
@@ -249,15 +281,16 @@ class Stack:
         start = time.monotonic()
         self.prepare(live)
         self.check_ports_free(self.compose.services())
-        colour_services = [s for c in colours for s in cfg.services_of(c)]
-        services = [cfg.db_service, *colour_services, cfg.loadbalancer_service]
+        colour_services = [s for c in colours for s in (*cfg.services_of(c), *cfg.workers_of(c))]
+        database = [cfg.db_service] if cfg.has_database else []
+        services = [*database, *colour_services, cfg.loadbalancer_service]
         self.progress(f"building {', '.join(services)}")
         self._build(services)
         running_before = set(self.running_services(services))
         try:
             self.check_haproxy_config()
-            self.start([cfg.db_service])
-            if colours:
+            self.start([*database, *self._absent_shared(database)])
+            if colours and cfg.has_migrations:
                 self.migrate(colours[0])
             self.start(colour_services)
             self.start([cfg.loadbalancer_service])
@@ -267,6 +300,12 @@ class Stack:
             self._remove_started(services, running_before)
             raise
         self.progress(f"stack healthy in {time.monotonic() - start:.1f}s")
+
+    def _absent_shared(self, own: Sequence[str]) -> list[str]:
+        """Shared services (a cache, a queue) other than ``own`` and the router, not running."""
+        lb = self.config.loadbalancer_service
+        shared = [s for s in self.shared_services() if s not in own and s != lb]
+        return [s for s in shared if not self.running_services([s])]
 
     def start_router(self, colour: Colour) -> None:
         """Start the loadbalancer with ``colour`` live: its configuration checked first."""
@@ -326,8 +365,12 @@ class Stack:
         self.compose.up(services)
         self.wait_healthy(services, self.config.healthy_timeout_s)
 
-    def stop(self, services: Sequence[str], timeout_s: int = 10) -> None:
-        """Stop the services' containers at once, side by side; the containers are kept."""
+    def stop(self, services: Sequence[str], timeout_s: int | None = None) -> None:
+        """Stop the services' containers at once, side by side; the containers are kept.
+
+        Each in its own time by default: Compose gave every container its service's
+        ``stop_grace_period`` (10 s when it has none), so a worker finishes its job.
+        """
         ids = [i for service in services for i in self.container_ids(service, running_only=True)]
         self.engine.stop(ids, timeout_s)
 
@@ -338,7 +381,7 @@ class Stack:
         no witness, as it still sees a just-stopped server UP until ``fall`` checks have failed.
         Then every container healthy, every server UP, and the colour answering on its preview.
         """
-        services = list(self.config.services_of(colour))
+        services = [*self.config.services_of(colour), *self.config.workers_of(colour)]
         stopped = [s for s in services if not self.running_services([s])]
         if not stopped and not self.router.not_ready(colour):
             return
@@ -365,7 +408,9 @@ class Stack:
     def migrate(self, colour: Colour, *, seed: bool = True) -> None:
         """Apply the schema (and the seed data) with ``colour``'s image."""
         cfg = self.config
-        service = cfg.migrate_service.format(colour=colour)
+        if not cfg.migrate_command:
+            return
+        service = cfg.migrate_service_of(colour)
         self.progress(f"migrating the database with {service}")
         commands = [cfg.migrate_command, *([cfg.seed_command] if seed and cfg.seed_command else [])]
         for command in commands:
@@ -411,7 +456,8 @@ class Stack:
     def down(self, *, volumes: bool = False) -> None:
         """Remove the stack; works before prepare() too (Compose wants every secret set)."""
         self.progress("removing the stack" + (" and its volumes" if volumes else ""))
-        placeholders = {key: "unused-by-down" for key in GENERATED_SECRETS}
+        example = self.config.project_dir / ".env.example"
+        placeholders = {key: "unused-by-down" for key in generated_secrets(example)}
         self._compose({**placeholders, **self.config.environment}).down(volumes=volumes)
 
     def _remove_started(self, services: Sequence[str], running_before: set[str]) -> None:

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from pytest_bluegreen.core.errors import ConfigError
 from pytest_bluegreen.core.files import write_atomically
 
 RENEW_BEFORE = datetime.timedelta(days=14)
@@ -119,6 +120,32 @@ def _usage(*, cert_sign: bool) -> x509.KeyUsage:
         encipher_only=False,
         decipher_only=False,
     )
+
+
+def install_certificate(pem_path: Path, cert_file: Path, key_file: Path) -> bool:
+    """The team's own certificate (chain) and key as the one PEM HAProxy reads; True if changed.
+
+    Both are parsed first, and the key must belong to the certificate: a wrong pair is a clear
+    error here, not a loadbalancer that does not start.
+    """
+    try:
+        chain = cert_file.read_bytes()
+        key_pem = key_file.read_bytes()
+        cert = x509.load_pem_x509_certificate(chain)
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ConfigError(f"TLS files {cert_file}, {key_file}: {exc}") from None
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    if cert.public_key().public_bytes(
+        serialization.Encoding.PEM, public
+    ) != key.public_key().public_bytes(serialization.Encoding.PEM, public):
+        raise ConfigError(f"the key {key_file} does not belong to the certificate {cert_file}")
+    pem = chain.rstrip(b"\n") + b"\n" + key_pem
+    if pem_path.is_file() and pem_path.read_bytes() == pem:
+        return False
+    pem_path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(pem_path, pem, mode=0o600)
+    return True
 
 
 def ca_path(pem_path: Path) -> Path:

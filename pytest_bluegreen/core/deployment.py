@@ -159,7 +159,10 @@ class Deployment:
 
         The database starts when the backup needs it, the loadbalancer with the first colour.
         """
-        own = (self.config.db_service, self.config.loadbalancer_service)
+        own = (
+            self.config.db_service if self.config.has_database else "",
+            self.config.loadbalancer_service,
+        )
         shared = [s for s in self.stack.shared_services() if s not in own]
         running = set(self.stack.running_services(shared))
         absent = [s for s in shared if s not in running]
@@ -214,7 +217,10 @@ class Deployment:
             )
 
     def backup(self) -> None:
-        """A verified, compressed, rotated dump of the database before anything changes."""
+        """A verified, compressed, rotated dump of the database before anything changes.
+
+        Not called for a stack without a database (the stage is not applicable there).
+        """
         result = self.adapters.database().backup(f"{self.id}-{self.release}")
         self.backup_file = result.path
         self.record.backup = {
@@ -266,12 +272,17 @@ class Deployment:
         self._end_rehearsal()
         to = self.to_colour
         services = list(self.config.services_of(to))
-        self.say("bring_up", f"migrating, then starting {', '.join(services)} at {self.release}")
+        if self.config.workers_start == "with_colour":
+            services += self.config.workers_of(to)
+        migrating = "migrating, then " if self.config.has_migrations else ""
+        self.say("bring_up", f"{migrating}starting {', '.join(services)} at {self.release}")
         start = self.clock()
-        self.stack.migrate(to, seed=self.from_colour is None)
+        if self.config.has_migrations:
+            self.stack.migrate(to, seed=self.from_colour is None)
         migrated = self.clock()
         self.stack.recreate(services)
         self.stack.wait_healthy(services, self.config.healthy_timeout_s)
+        self.adapters.router.publish_releases(self.state.releases, running=self.router_running)
         if not self.router_running:
             self.stack.start_router(to)
             self.router_running = True
@@ -292,6 +303,7 @@ class Deployment:
             # First deploy: the router started with the new colour already in its map.
             self.phase = Phase.SWITCHED
             save_state(self.config.state_file, self.state)
+            self._start_workers()
             return
         cfg = self.config
         load = self.load = self._start_load() if cfg.load_users else None  # no users, no load
@@ -317,6 +329,19 @@ class Deployment:
         save_state(cfg.state_file, self.state)
         if load is not None:  # it runs on through verify, bake and retire (or the rollback)
             self._judge_load(load.figures(result.from_colour))
+        self._start_workers()
+
+    def _start_workers(self) -> None:
+        """The new colour's workers, once it has the traffic: never jobs before the gates passed.
+
+        The old colour's workers stop at retire, each in its own stop_grace_period.
+        """
+        workers = list(self.config.workers_of(self.to_colour))
+        if not workers or self.config.workers_start != "after_switch":
+            return
+        self.say("workers", f"starting {', '.join(workers)} at {self.release}")
+        self.stack.recreate(workers)
+        self.stack.wait_healthy(workers, self.config.healthy_timeout_s)
 
     def _start_load(self) -> LoadWatch:
         """Users' load from now through verify, bake and retire; it stops by itself at last."""
@@ -391,7 +416,7 @@ class Deployment:
             )
         delay = self.config.retire_delay_s
         if delay == 0:
-            self.stack.stop(list(self.config.services_of(old)))
+            self.stack.stop(self._colour_containers(old))
             self.say("retire", f"{drained} and stopped (containers kept)")
             return
         self.stack.schedule_retire(old, delay)
@@ -463,7 +488,7 @@ class Deployment:
         """Before the switch: stop what this deploy started; live traffic was never touched."""
         if phase is Phase.UNTOUCHED or self.from_colour is None:
             return
-        services = list(self.config.services_of(self.to_colour))
+        services = self._colour_containers(self.to_colour)
         self.say("abort", f"stopping {', '.join(services)}; {self.from_colour} still serves")
         self.state.releases.pop(self.to_colour, None)
         self._keep_logs(services)
@@ -501,7 +526,7 @@ class Deployment:
         self.state.live = old
         self.state.releases.pop(failed, None)  # never a rollback target
         save_state(self.config.state_file, self.state)
-        services = list(self.config.services_of(failed))
+        services = self._colour_containers(failed)
         self._keep_logs(services)
         self.stack.stop(services)
         self.say(
@@ -509,6 +534,10 @@ class Deployment:
             f"rolled back to {old} in {self.record.rollback_s:.3f}s, verified after "
             f"{self.record.rollback_verified_s:.3f}s",
         )
+
+    def _colour_containers(self, colour: Colour) -> list[str]:
+        """A colour's services and workers: what abort, rollback and retire stop."""
+        return [*self.config.services_of(colour), *self.config.workers_of(colour)]
 
     def _keep_logs(self, services: list[str], lines: int = 60) -> None:
         """The last lines of the failed colour's services, secrets masked, for the report."""

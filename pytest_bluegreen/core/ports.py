@@ -8,7 +8,7 @@ Locust, the reporting outputs) and by fakes in the unit tests of the decisions; 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -110,6 +110,7 @@ class Router(Protocol):
     def wait_ready(self, colour: Colour, timeout_s: float) -> None: ...
     def drain(self, colour: Colour, timeout_s: float) -> DrainResult: ...
     def switch(self, to_colour: Colour) -> SwitchResult: ...
+    def publish_releases(self, releases: Mapping[Colour, str], *, running: bool) -> None: ...
 
 
 class Stack(Protocol):

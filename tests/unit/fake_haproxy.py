@@ -25,6 +25,9 @@ class FakeRuntimeAPI:
         self.sessions = {name: 0 for name in self.status}
         self.commands: list[str] = []
         self.refuse_set_map = False
+        # The releases map, when its configuration reads one (None: "Unknown map identifier").
+        self.releases: dict[str, str] | None = None
+        self.releases_name = map_name.rpartition("/")[0] + "/releases.map"
         self._closing = False
         self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._server.bind(str(path))
@@ -56,6 +59,13 @@ class FakeRuntimeAPI:
 
     def answer(self, command: str) -> str:
         words = command.split()
+        if words[1:3] == ["map", self.releases_name] and words[0] in ("set", "add"):
+            if self.releases is None:
+                return "Unknown map identifier. Please use #<id> or <file>.\n"
+            if words[0] == "set" and words[3] not in self.releases:
+                return "entry not found.\n"
+            self.releases[words[3]] = words[4]
+            return "\n"
         if words[:2] == ["show", "map"] and words[2:] == [self.map_name]:
             return f"0x5581 active {self.colour}\n\n"
         if words[:2] == ["set", "map"] and len(words) == 5 and words[2] == self.map_name:

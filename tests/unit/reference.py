@@ -10,4 +10,5 @@ REFERENCE: dict[str, Any] = {
     "router_backends": ("api_{colour}", "web_{colour}"),
     "database": "postgres",
     "migrate_service": "backend-{colour}",
+    "migrate_command": ("python3", "manage.py", "migrate", "--noinput"),
 }

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ class FakeRouter:
         self.down: set[Colour] = set()  # colours whose servers are not UP
         self.drained: list[Colour] = []
         self.open_at_deadline = 0  # sessions the drain had to close
+        self.releases: list[tuple[dict[Colour, str], bool]] = []  # as published, running or not
 
     def active_colour(self) -> Colour:
         return self.live
@@ -60,6 +61,9 @@ class FakeRouter:
     def drain(self, colour: Colour, timeout_s: float) -> DrainResult:
         self.drained.append(colour)
         return DrainResult(timeout_s if self.open_at_deadline else 0.01, self.open_at_deadline)
+
+    def publish_releases(self, releases: Mapping[Colour, str], *, running: bool) -> None:
+        self.releases.append((dict(releases), running))
 
     def switch(self, to_colour: Colour) -> SwitchResult:
         result = SwitchResult(self.live, to_colour, 1.0, 0.5, 1.0, 1.0)
@@ -589,3 +593,46 @@ def test_the_record_as_saved_masks_the_stacks_secrets(tmp_path: Path) -> None:
     saved = (world.config.state_dir / "last-deploy.json").read_text()
     assert SECRET not in saved
     assert "***" in saved
+
+
+def test_a_stack_without_a_database_or_migrations_deploys_without_touching_one(
+    tmp_path: Path,
+) -> None:
+    world = make_world(tmp_path, database="none", migrate_command=())
+    world.run("prerequisites", "colours", "build", "bring_up", "switch", "bake", "retire")
+    world.deployment.conclude(None, None, None)
+    assert world.deployment.record.result == "deployed"
+    assert world.stack.migrated == []
+    assert world.deployment.record.backup is None
+    assert "db" not in world.stack.started
+
+
+def test_workers_start_after_the_switch_and_stop_with_their_colour(tmp_path: Path) -> None:
+    world = make_world(tmp_path, workers=("worker-{colour}",))
+    world.stack.running.add("worker-blue")
+    world.run(*BEFORE_SWITCH)
+    assert "worker-green" not in world.stack.recreated  # no jobs before the gates passed
+    assert world.router.releases[-1] == ({"blue": "r1", "green": "r2"}, True)
+    world.run("switch")
+    assert world.stack.recreated[-1:] == ["worker-green"]
+    world.run("bake", "retire")
+    world.deployment.conclude(None, None, None)
+    assert world.stack.stopped == ["backend-blue", "frontend-blue", "worker-blue"]
+
+
+def test_workers_may_start_with_their_colour_and_an_abort_stops_them(tmp_path: Path) -> None:
+    world = make_world(tmp_path, workers=("worker-{colour}",), workers_start="with_colour")
+    world.run(*BEFORE_SWITCH)
+    assert "worker-green" in world.stack.recreated
+    world.deployment.conclude("gates", "stage gates failed: smoke", 1.0)
+    assert world.deployment.record.result == "aborted"
+    assert world.stack.stopped == ["backend-green", "frontend-green", "worker-green"]
+
+
+def test_a_rollback_stops_the_failed_colours_workers(tmp_path: Path) -> None:
+    world = make_world(tmp_path, workers=("worker-{colour}",))
+    world.run(*BEFORE_SWITCH, "switch")
+    world.deployment.conclude("verify", "stage verify failed: 500", 1.0)
+    assert world.deployment.record.result == "rolled_back"
+    assert "worker-green" in world.stack.stopped
+    assert "worker-blue" not in world.stack.stopped

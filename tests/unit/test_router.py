@@ -171,3 +171,22 @@ def test_drain_closes_the_sessions_still_open_at_its_deadline(
         "shutdown sessions server api_blue/backend-blue"
     ]
     assert fake.sessions == {"api_blue": 0, "web_blue": 0, "api_green": 5, "web_green": 0}
+
+
+def test_releases_are_written_for_the_next_start_and_told_to_a_running_haproxy(
+    router: HAProxyRouter, fake: FakeRuntimeAPI, short_dir: Path
+) -> None:
+    router.publish_releases({"blue": "r1", "green": "bad release"}, running=False)
+    assert (short_dir / "releases.map").read_text() == "blue r1\n"  # no spaces in a map value
+    fake.releases = {"blue": "r0"}
+    router.publish_releases({"blue": "r1", "green": "v2.0+3"}, running=True)
+    assert fake.releases == {"blue": "r1", "green": "v2.0+3"}  # set, then add for a new key
+    assert (short_dir / "releases.map").read_text() == "blue r1\ngreen v2.0+3\n"
+
+
+def test_a_configuration_without_the_releases_map_is_left_alone(
+    router: HAProxyRouter, fake: FakeRuntimeAPI
+) -> None:
+    """The reference app sends its own release header; its HAProxy reads no releases map."""
+    router.publish_releases({"green": "r2"}, running=True)
+    assert fake.releases is None

@@ -8,9 +8,16 @@ import stat
 import threading
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 
-from pytest_bluegreen.adapters.tls import ca_path, certificate_valid, ensure_certificate
+from pytest_bluegreen.adapters.tls import (
+    ca_path,
+    certificate_valid,
+    ensure_certificate,
+    install_certificate,
+)
+from pytest_bluegreen.core.errors import ConfigError
 
 
 def test_writes_certificate_and_key_for_haproxy(tmp_path: Path) -> None:
@@ -88,3 +95,30 @@ def test_garbage_is_not_valid(tmp_path: Path) -> None:
     pem.write_text("not a certificate")
     ca_path(pem).write_text("not a certificate")
     assert not certificate_valid(pem)
+
+
+def test_a_teams_own_certificate_and_key_become_haproxys_pem(tmp_path: Path) -> None:
+    made = tmp_path / "made" / "site.pem"
+    ensure_certificate(made, ("shop.example",))
+    text = made.read_text()
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text(text[: text.index("-----BEGIN PRIVATE KEY")])
+    key.write_text(text[text.index("-----BEGIN PRIVATE KEY") :])
+    site = tmp_path / "tls" / "site.pem"
+    assert install_certificate(site, cert, key)
+    assert site.read_text() == text  # chain, then key
+    assert stat.S_IMODE(site.stat().st_mode) == 0o600
+    assert not install_certificate(site, cert, key)  # unchanged: not rewritten
+
+
+def test_a_key_of_another_certificate_is_refused(tmp_path: Path) -> None:
+    first, second = tmp_path / "a" / "site.pem", tmp_path / "b" / "site.pem"
+    ensure_certificate(first, ("a.example",))
+    ensure_certificate(second, ("b.example",))
+    marker = "-----BEGIN PRIVATE KEY"
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text(first.read_text().split(marker)[0])
+    key.write_text(marker + second.read_text().split(marker)[1])
+    with pytest.raises(ConfigError, match="does not belong to the certificate"):
+        install_certificate(tmp_path / "site.pem", cert, key)
+    assert not (tmp_path / "site.pem").exists()
