@@ -7,6 +7,7 @@ from this host's adapters: the only place that picks the adapters for the core.
 from __future__ import annotations
 
 import time
+from typing import Final
 
 from pytest_bluegreen.adapters.compose import detect_compose_command
 from pytest_bluegreen.adapters.compose_host import ComposeHost
@@ -25,6 +26,9 @@ from pytest_bluegreen.reporting import metrics
 from pytest_bluegreen.reporting.outputs import DeployOutputs
 from pytest_bluegreen.reporting.secrets import SecretPolicy
 from pytest_bluegreen.tracker import STAGES
+
+# What the backup runs, by kind of database.
+DUMPS: Final = {"postgres": "pg_dump -Fc", "mysql": "mysqldump --single-transaction"}
 
 
 def status(config: StackConfig) -> str:
@@ -82,13 +86,21 @@ def plan(config: StackConfig, release: str) -> str:
         "images (built when missing), the shared services other than the database and "
         "loadbalancer (started when absent, never restarted), HAProxy runtime API",
         "colours": f"live {live or 'none (first deploy)'}, deploy to {to}",
-        "backup": f"pg_dump -Fc of {config.db_service} into {config.backup_dir}, verified by a "
-        f"restore, keep {config.keep_backups}",
+        "backup": (
+            f"{DUMPS.get(config.database, 'the backup command')} of {config.db_service} into "
+            f"{config.backup_dir}, verified by a restore, keep {config.keep_backups}"
+            if config.has_database
+            else "not applicable (no database)"
+        ),
         "build": f"{to.upper()}_RELEASE={release} {base} build {services}",
-        "migration": "the backup restored into a scratch database, the release's migrations "
-        "run there, the live colour checked on it (tests marked bluegreen_stage('migration'))",
-        "bring_up": f"migrate {config.db_service}; up -d --no-deps --force-recreate {services}; "
-        "wait healthy",
+        "migration": (
+            "the backup restored into a scratch database server, the release's migrations "
+            "run there, the live colour checked on it (tests marked bluegreen_stage('migration'))"
+            if config.has_migrations
+            else "not applicable (no database or no migrate_command)"
+        ),
+        "bring_up": ("migrate; " if config.has_migrations else "")
+        + f"up -d --no-deps --force-recreate {services}; wait healthy",
         "gates": f"{', '.join(config.gate_suites) or 'none'} against {config.preview_url(to)}",
         "switch": f"set map {router.map_in_container} active {to} (runtime API), "
         "map file rewritten"
@@ -97,11 +109,20 @@ def plan(config: StackConfig, release: str) -> str:
             f"{config.load_window_s:g} s before and after"
             if config.load_users and live
             else ""
+        )
+        + (
+            f"; then start the workers {' '.join(config.workers_of(to))}"
+            if config.workers and config.workers_start == "after_switch"
+            else ""
         ),
         "verify": f"{config.postdeploy_suite} against {config.public_url}",
         "bake": f"watch {to} for {config.bake_s:g}s (containers, health, HAProxy); the old "
         "colour still runs",
-        "retire": f"drain {live}, stop {' '.join(config.services_of(live))}" if live else "none",
+        "retire": (
+            f"drain {live}, stop {' '.join((*config.services_of(live), *config.workers_of(live)))}"
+            if live
+            else "none"
+        ),
     }
     lines = [f"plan for release {release} (dry run: nothing changed)"]
     lines += [f"  {n}. {stage}: {steps[stage]}" for n, stage in enumerate(STAGES, start=1)]
