@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import re
 import secrets
+import shlex
 import shutil
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import yaml
 
 from pytest_bluegreen.core.errors import CommandTimeout, ComposeError, DiskFull, DockerUnavailable
 
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]
+
+# A Compose duration: "20s", "1m30s", "1.5s", "500ms", "1h" (Go's units); a bare number is seconds.
+DURATION_PART: Final = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(us|µs|ms|s|m|h)")
+DURATION_UNITS: Final = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def detect_compose_command(run: Runner = subprocess.run) -> tuple[str, ...]:
@@ -53,6 +59,22 @@ class ServiceSpec:
     builds: bool  # has a ``build:`` section, so a missing image is built, not pulled
     profiles: tuple[str, ...] = ()  # optional services; a deploy never starts these
     ports: tuple[PublishedPort, ...] = ()
+    # What a container of it is started with, outside Compose too (the migration rehearsal):
+    # values as Compose resolved them, with its "$$" escapes undone. None: the image's own.
+    environment: Mapping[str, str] = field(default_factory=dict)
+    command: tuple[str, ...] | None = None
+    entrypoint: tuple[str, ...] | None = None
+    user: str | None = None
+    working_dir: str | None = None
+    init: bool = False
+    # Its healthcheck's ``test`` as written: ("CMD", argv...), ("CMD-SHELL", line) or ("NONE",).
+    healthcheck: tuple[str, ...] = ()
+    # Seconds from SIGTERM to SIGKILL when it stops (stop_grace_period); None: Docker's 10 s.
+    stop_grace_s: float | None = None
+
+    def healthcheck_argv(self) -> list[str] | None:
+        """The healthcheck as a command to run in its container; None without one."""
+        return healthcheck_argv(self.healthcheck)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,12 +135,21 @@ class Compose:
         # Without `image:`, v1 names a built image project_service and v2 project-service.
         sep = "_" if self.command == ("docker-compose",) else "-"
         image = str(spec.get("image") or f"{self.project_name}{sep}{name}")
+        grace = spec.get("stop_grace_period")
         return ServiceSpec(
             name=name,
             image=image,
             builds="build" in spec,
             profiles=tuple(spec.get("profiles") or ()),
             ports=tuple(p for raw in spec.get("ports") or () if (p := _published(raw))),
+            environment=_environment(spec.get("environment")),
+            command=_argv(spec.get("command")),
+            entrypoint=_argv(spec.get("entrypoint")),
+            user=_text(spec.get("user")),
+            working_dir=_text(spec.get("working_dir")),
+            init=bool(spec.get("init")),
+            healthcheck=_healthcheck_test(spec.get("healthcheck")),
+            stop_grace_s=None if grace is None else parse_duration(str(grace)),
         )
 
     def build(self, services: Sequence[str], timeout: float = 1800) -> None:
@@ -191,6 +222,76 @@ class Compose:
         """
         flags = _env_flags(env)
         self.run("run", "-d", "--no-deps", "--name", name, *flags, service, *command, timeout=120)
+
+
+def parse_duration(value: str) -> float:
+    """Seconds of a Compose duration: "20s", "1m30s", "1.5s", "500ms"; a bare number is seconds."""
+    text = value.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = DURATION_PART.findall(text)
+    if not text or "".join(number + unit for number, unit in parts) != text:
+        raise ComposeError(f"{value!r} is not a duration (like 10s, 1m30s or 500ms)")
+    return sum(float(number) * DURATION_UNITS[unit] for number, unit in parts)
+
+
+def healthcheck_argv(test: Sequence[str]) -> list[str] | None:
+    """A Compose healthcheck ``test`` as argv: CMD's own, CMD-SHELL's line under ``sh -c``.
+
+    None when there is no test, or it is disabled (NONE).
+    """
+    if not test or test[0] == "NONE":
+        return None
+    if test[0] == "CMD":
+        return list(test[1:]) or None
+    if test[0] == "CMD-SHELL":
+        return ["sh", "-c", " ".join(test[1:])] if test[1:] else None
+    return ["sh", "-c", " ".join(test)]  # a plain string: a shell line, as Compose reads it
+
+
+def _unescape(value: str) -> str:
+    """A value of ``compose config``'s output as the container gets it ("$$" is one "$")."""
+    return value.replace("$$", "$")
+
+
+def _text(raw: object) -> str | None:
+    return None if raw is None else _unescape(str(raw))
+
+
+def _argv(raw: object) -> tuple[str, ...] | None:
+    """``command``/``entrypoint``: a list as it is, a string split as a shell would."""
+    if isinstance(raw, str):
+        return tuple(shlex.split(_unescape(raw)))
+    if isinstance(raw, list | tuple):
+        return tuple(_unescape(str(item)) for item in raw)
+    return None
+
+
+def _environment(raw: object) -> dict[str, str]:
+    """``environment`` as a mapping (v1 and v2 both write one; a list is read too).
+
+    A variable without a value (neither the file nor the shell sets it) is left out.
+    """
+    if isinstance(raw, dict):
+        pairs = [(str(k), v) for k, v in raw.items()]
+    elif isinstance(raw, list):
+        pairs = [(k, v) for k, sep, v in (str(item).partition("=") for item in raw) if sep]
+    else:
+        return {}
+    return {key: _unescape(str(value)) for key, value in pairs if value is not None}
+
+
+def _healthcheck_test(raw: object) -> tuple[str, ...]:
+    if not isinstance(raw, dict):
+        return ()
+    if raw.get("disable"):
+        return ("NONE",)
+    test = raw.get("test")
+    if isinstance(test, str):
+        return ("CMD-SHELL", _unescape(test))
+    return tuple(_unescape(str(item)) for item in test or ())
 
 
 def _published(raw: object) -> PublishedPort | None:

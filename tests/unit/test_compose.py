@@ -14,6 +14,8 @@ from pytest_bluegreen.adapters.compose import (
     PublishedPort,
     ServiceSpec,
     detect_compose_command,
+    healthcheck_argv,
+    parse_duration,
 )
 from pytest_bluegreen.core.errors import CommandTimeout, ComposeError, DiskFull, DockerUnavailable
 
@@ -207,3 +209,78 @@ def test_a_full_disk_during_a_build_is_one_clear_error() -> None:
         make(Recorder(completed(1, stdout=output))).build(["db"])
     with pytest.raises(ComposeError, match="unknown instruction"):
         make(Recorder(completed(1, stdout="unknown instruction: RUNN"))).build(["db"])
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("20s", 20.0), ("1m30s", 90.0), ("1.5s", 1.5), ("500ms", 0.5), ("1h", 3600.0), ("45", 45.0)],
+)
+def test_stop_grace_period_in_seconds(value: str, seconds: float) -> None:
+    assert parse_duration(value) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("value", ["", "20 s", "1m30", "soon", "-5s", "5d"])
+def test_a_stop_grace_period_that_is_no_duration_is_an_error(value: str) -> None:
+    with pytest.raises(ComposeError, match="is not a duration"):
+        parse_duration(value)
+
+
+@pytest.mark.parametrize(
+    ("test", "argv"),
+    [
+        (("CMD", "pg_isready", "-q"), ["pg_isready", "-q"]),
+        (("CMD-SHELL", "pg_isready -U $U"), ["sh", "-c", "pg_isready -U $U"]),
+        (("pg_isready -q",), ["sh", "-c", "pg_isready -q"]),
+        (("NONE",), None),
+        ((), None),
+        (("CMD",), None),
+    ],
+)  # fmt: skip
+def test_a_healthcheck_as_a_command(test: tuple[str, ...], argv: list[str] | None) -> None:
+    assert healthcheck_argv(test) == argv
+
+
+CONTAINER_CONFIG = """
+services:
+  db:
+    image: shop-db:15
+    init: true
+    environment:
+      POSTGRES_PASSWORD: a$$b
+      UNSET: null
+    healthcheck:
+      test:
+      - CMD-SHELL
+      - pg_isready -U "$${POSTGRES_USER}"
+  worker-blue:
+    image: shop-worker:r3
+    entrypoint: /entry.sh --wait
+    command: ["celery", "worker", "--pidfile=$$HOME/p"]
+    user: "10001"
+    working_dir: /app
+    stop_grace_period: 1m30s
+    environment:
+    - DATABASE_URL=postgres://u:p@db/shop
+    healthcheck:
+      test: celery inspect ping
+  web-blue:
+    image: shop-web:r3
+    healthcheck:
+      disable: true
+"""
+
+
+def test_what_a_container_of_a_service_is_started_with() -> None:
+    services = make(Recorder(completed(0, stdout=CONTAINER_CONFIG))).services()
+    db, worker, web = services["db"], services["worker-blue"], services["web-blue"]
+    # Compose's own "$$" escapes are undone: the container gets one "$".
+    assert db.environment == {"POSTGRES_PASSWORD": "a$b"}
+    assert db.init
+    assert db.healthcheck_argv() == ["sh", "-c", 'pg_isready -U "${POSTGRES_USER}"']
+    assert (db.command, db.entrypoint, db.user, db.stop_grace_s) == (None, None, None, None)
+    assert worker.environment == {"DATABASE_URL": "postgres://u:p@db/shop"}
+    assert worker.entrypoint == ("/entry.sh", "--wait")
+    assert worker.command == ("celery", "worker", "--pidfile=$HOME/p")
+    assert (worker.user, worker.working_dir, worker.stop_grace_s) == ("10001", "/app", 90.0)
+    assert worker.healthcheck_argv() == ["sh", "-c", "celery inspect ping"]
+    assert web.healthcheck_argv() is None
