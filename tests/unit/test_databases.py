@@ -1,0 +1,58 @@
+"""The database adapter of each kind, as the settings and the stack's environment give it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pytest_bluegreen.adapters.databases import open_database
+from pytest_bluegreen.adapters.postgres import DatabaseBackup
+from pytest_bluegreen.core.config import StackConfig
+from pytest_bluegreen.core.errors import ConfigError
+
+ENV = {"POSTGRES_DB": "shop", "POSTGRES_USER": "app", "POSTGRES_PASSWORD": "pw"}
+
+
+def config(**settings: object) -> StackConfig:
+    return StackConfig(
+        project_dir=Path("/p"),
+        env=ENV,
+        env_file=Path("/nonexistent/.env"),
+        backup_dir=Path("/b"),
+        keep_backups=4,
+        **settings,  # type: ignore[arg-type]
+    )
+
+
+def test_postgres_takes_its_name_and_user_from_the_stacks_environment() -> None:
+    database = open_database(config(database="postgres"), "c0ffee")
+    assert isinstance(database, DatabaseBackup)
+    assert (database.container_id, database.database, database.user) == ("c0ffee", "shop", "app")
+    assert (database.backup_dir, database.keep) == (Path("/b"), 4)
+
+
+def test_the_settings_name_and_user_win_and_the_callers_folder_and_bound_too() -> None:
+    settings = config(database="postgres", database_name="${POSTGRES_DB}_eu", database_user="ops")
+    database = open_database(settings, "c0ffee", backup_dir=Path("/x"), keep=1, timeout_s=5)
+    assert isinstance(database, DatabaseBackup)
+    assert (database.database, database.user, database.backup_dir, database.keep) == (
+        "shop_eu",
+        "ops",
+        Path("/x"),
+        1,
+    )
+    assert database.timeout_s == 5
+
+
+def test_no_database_has_no_adapter() -> None:
+    with pytest.raises(ConfigError, match="'none' has no database adapter"):
+        open_database(config(), "c0ffee")
+
+
+def test_a_missing_name_is_one_clear_error() -> None:
+    settings = StackConfig(
+        project_dir=Path("/p"), env={}, env_file=Path("/nonexistent/.env"), database="postgres"
+    )
+    with pytest.raises(ConfigError, match="no database name for the postgres database"):
+        open_database(settings, "c0ffee")
