@@ -213,16 +213,6 @@ class Compose:
             raise
         return result.stdout
 
-    def run_detached(
-        self, service: str, name: str, env: Mapping[str, str], command: Sequence[str] = ()
-    ) -> None:
-        """Start a one-off container ``name`` of ``service``, detached (default: its command).
-
-        The caller removes it (``docker rm -f``); Compose's ``run -d`` cannot remove it itself.
-        """
-        flags = _env_flags(env)
-        self.run("run", "-d", "--no-deps", "--name", name, *flags, service, *command, timeout=120)
-
 
 def parse_duration(value: str) -> float:
     """Seconds of a Compose duration: "20s", "1m30s", "1.5s", "500ms"; a bare number is seconds."""

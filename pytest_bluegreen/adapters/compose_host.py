@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pytest_bluegreen.adapters.databases import DatabaseAdapter, open_database
 from pytest_bluegreen.adapters.haproxy import HAProxyRouter
 from pytest_bluegreen.adapters.locust_load import LoadRun
-from pytest_bluegreen.adapters.postgres import DatabaseBackup
 from pytest_bluegreen.adapters.stack import Progress, Stack, router_for
 from pytest_bluegreen.checks.probe import check_colour_serves
 from pytest_bluegreen.checks.rehearsal import MigrationRehearsal
@@ -40,23 +40,17 @@ class ComposeHost:
             raise DeployError("the prerequisites stage has not run")
         return self._stack
 
-    def database(self) -> DatabaseBackup:
+    def database(self) -> DatabaseAdapter:
         """The database service's database (started when it is not running)."""
         db = self.config.db_service
         if not self.stack.running_services([db]):
             self.stack.start([db])
         (container_id,) = self.stack.container_ids(db)
-        env = self.config.environment
-        return DatabaseBackup(
-            container_id,
-            database=env.get("POSTGRES_DB", "aptos"),
-            user=env.get("POSTGRES_USER", "aptos_user"),
-            backup_dir=self.config.backup_dir,
-            keep=self.config.keep_backups,
-        )
+        return open_database(self.config, container_id)
 
     def rehearsal(self, dump: Path, new: Colour, live: Colour | None) -> MigrationRehearsal:
-        return MigrationRehearsal(self.stack, self.database(), dump, new, live)
+        """A scratch server of its own, on a private network: the live database is not touched."""
+        return MigrationRehearsal(self.stack, dump, new, live)
 
     def load(self, max_seconds: float) -> LoadRun:
         """Locust on the public URL, as many users as the settings say; it stops by itself."""
