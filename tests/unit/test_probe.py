@@ -1,0 +1,41 @@
+"""The HTTP probe of a colour's critical paths: statuses, redirects, the colour and release."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from pytest_bluegreen.checks.probe import check_colour_serves
+from tests.unit.colour_server import ColourServer, serving
+
+
+@pytest.fixture
+def colour() -> Iterator[ColourServer]:
+    with serving() as server:
+        yield server
+
+
+def test_follows_redirects_of_a_path_expected_to_answer_200(colour: ColourServer) -> None:
+    assert check_colour_serves(colour.url, ["/", "/admin/"], "green", None) == []
+
+
+def test_judges_a_path_with_an_expected_status_on_its_own_answer(
+    colour: ColourServer,
+) -> None:
+    paths = ["/", "/admin/"]
+    statuses = {"/admin/": 302}
+    assert check_colour_serves(colour.url, paths, "green", None, expected_status=statuses) == []
+    assert check_colour_serves(colour.url, paths, "green", None, expected_status={"/": 302}) == [
+        "/: HTTP 200, expected 302"
+    ]
+
+
+def test_checks_the_colour_and_release_headers(colour: ColourServer) -> None:
+    assert check_colour_serves(colour.url, ["/"], "blue", None) == [
+        "/: answered by colour 'green', expected blue"
+    ]
+    assert check_colour_serves(colour.url, ["/"], None, None, release="r3") == [
+        "/: answered by release 'r2', expected r3"
+    ]
+    assert check_colour_serves(colour.url, ["/"], None, None) == []
