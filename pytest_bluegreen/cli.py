@@ -3,7 +3,9 @@
 ``bluegreen status``, ``plan``, ``switch``, ``rollback`` and ``retire`` run the same
 :mod:`pytest_bluegreen.commands` as ``pytest --bg-status``, ``--bg-dry-run``, ``--bg-switch``,
 ``--bg-rollback`` and ``--bg-retire``; ``up`` and ``down`` bring a stack up or down for a first
-deploy or a development machine. Errors are one line, ``bluegreen: error: ...``, exit status 2.
+deploy or a development machine. ``init`` adopts the plugin on a team's one-colour Compose file
+and ``doctor`` checks a stack is ready to deploy (:mod:`pytest_bluegreen.scaffold`). Errors are one
+line, ``bluegreen: error: ...``, exit status 2.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from pytest_bluegreen.core.colours import COLOURS, Colour
 from pytest_bluegreen.core.config import load_config
 from pytest_bluegreen.core.errors import BluegreenError
 from pytest_bluegreen.plugin import release_id
+from pytest_bluegreen.scaffold.doctor import run_doctor
+from pytest_bluegreen.scaffold.haproxy_cfg import TLS_MODES
+from pytest_bluegreen.scaffold.init import run_init
 
 
 def progress_printer() -> Progress:
@@ -59,12 +64,36 @@ def build_parser() -> argparse.ArgumentParser:
     retire = verbs.add_parser("retire", help="stop a colour after a delay, unless live again")
     retire.add_argument("colour", choices=COLOURS)
     retire.add_argument("--after", type=float, default=0.0, help="seconds to wait first")
+    init = verbs.add_parser(
+        "init", help="adopt the plugin: the blue-green layer for a one-colour Compose file"
+    )
+    # SUPPRESS: given after the verb they win, absent they leave the ones before it alone.
+    init.add_argument("--project-dir", type=Path, default=argparse.SUPPRESS)
+    init.add_argument(
+        "-f",
+        "--compose-file",
+        type=Path,
+        action="append",
+        default=argparse.SUPPRESS,
+        help="the team's Compose file, repeatable (default: the settings', else compose.yaml...)",
+    )
+    init.add_argument("--force", action="store_true", help="replace generated files that differ")
+    init.add_argument(
+        "--tls", choices=tuple(TLS_MODES), help="TLS at HAProxy when no settings say (self-signed)"
+    )
+    doctor = verbs.add_parser("doctor", help="check the stack is ready to deploy, one line each")
+    doctor.add_argument("--project-dir", type=Path, default=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "init":  # before any settings exist
+            run_init(args.project_dir, args.compose_file, args.force, args.tls)
+            return 0
+        if args.command == "doctor":  # reports bad settings as one of its checks
+            return run_doctor(args.project_dir)
         config = load_config(
             args.project_dir, args.config, args.compose_file, project_name=args.project_name
         )
