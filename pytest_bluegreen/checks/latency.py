@@ -10,10 +10,10 @@ Everything is bounded: a timeout per request and a time limit for the whole meas
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeAlias
 
 import requests
 
@@ -289,3 +289,74 @@ def pool(measurements: Sequence[Measurement]) -> Measurement:
         duration_s=sum(m.duration_s for m in measurements),
         max_duration_s=sum(m.max_duration_s for m in measurements),
     )
+
+
+# A verdict on the new colour (beside the live one): its problems, [] when there are none.
+Judge: TypeAlias = Callable[[TargetLatency, TargetLatency | None], list[str]]
+
+
+@dataclass
+class ConfirmedRun:
+    """A measurement of the new colour (beside the live one), confirmed before a failure.
+
+    A gate that fails on the first run measures once more and judges both runs together: on a
+    busy machine a p99 over a few hundred requests moves by a hundred milliseconds from run to
+    run, while a real slowdown shows in every run. Each run's table goes to ``report``.
+    """
+
+    measure_once: Callable[[], Measurement]
+    new_name: str
+    live_name: str | None  # None: nothing live, or the live colour is the one under test
+    why_no_live: str
+    report: Callable[[str], None] = print
+    runs: list[Measurement] = field(default_factory=list)
+
+    @property
+    def first(self) -> Measurement:
+        if not self.runs:
+            self.runs.append(self._measure("latency"))
+        return self.runs[0]
+
+    def latest(self) -> Measurement:
+        """What the last verdict was based on: both runs if there are two, else the first."""
+        return pool(self.runs[:2]) if len(self.runs) > 1 else self.first
+
+    def pooled(self) -> Measurement:
+        """The first run and a second one, judged together (the second is measured once)."""
+        if len(self.runs) < 2:
+            self.runs.append(self._measure("latency, confirmation run"))
+        return pool(self.runs[:2])
+
+    def live(self, measurement: Measurement) -> TargetLatency | None:
+        return measurement.targets[self.live_name] if self.live_name else None
+
+    def problem(self, judge: Judge) -> str:
+        """Problems of the first run, confirmed over both runs; "" when there are none."""
+        first = self.first
+        if not first.complete:
+            return (
+                f"the measurement stopped at its limit of {first.max_duration_s:.0f} s after "
+                f"{first.rounds_done} of {first.rounds} rounds: the answers are too slow to measure"
+            )
+        if not judge(first.targets[self.new_name], self.live(first)):
+            return ""
+        both = self.pooled()
+        new = both.targets[self.new_name]
+        problems = judge(new, self.live(both))
+        if not self.runs[1].complete:
+            problems.append(f"the confirmation run stopped after {self.runs[1].rounds_done} rounds")
+        confirmation_errors = self.runs[1].targets[self.new_name].errors
+        if confirmation_errors:
+            problems.append(
+                f"{len(confirmation_errors)} requests failed in the confirmation run: "
+                + describe_errors(confirmation_errors)
+            )
+        if not problems:
+            self.report("the first run's problems did not hold over both runs together")
+            return ""
+        return "; ".join(problems) + f" (over two runs, {new.overall.requests} requests)"
+
+    def _measure(self, title: str) -> Measurement:
+        measurement = self.measure_once()
+        self.report(f"\n{title} (ms):\n{measurement.table()}")
+        return measurement

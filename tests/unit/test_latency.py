@@ -18,8 +18,11 @@ from pytest_bluegreen.checks.latency import (
     regression,
 )
 from pytest_bluegreen.core.load import percentile
+from pytest_bluegreen.gates import GATES_DIR
 
-SUITE = Path(__file__).resolve().parents[2] / "suites" / "latency" / "test_latency.py"
+SUITE = GATES_DIR / "latency" / "test_latency.py"
+# The reference stack's suite, which runs the packaged gate's tests.
+REFERENCE_SUITE = Path(__file__).resolve().parents[2] / "suites" / "latency" / "test_latency.py"
 
 
 class Stub(ThreadingHTTPServer):
@@ -289,18 +292,22 @@ def run_suite(
     live: str | None,
     rounds: int = 10,
     margin_ms: float = 100.0,
+    suite: Path = SUITE,
 ) -> pytest.RunResult:
     pytester.makeconftest(
         CONFTEST.format(urls=urls(stubs), rounds=rounds, live=live, margin=margin_ms)
     )
-    pytester.makepyfile(test_latency=SUITE.read_text(encoding="utf-8"))
+    pytester.makepyfile(test_latency=suite.read_text(encoding="utf-8"))
     return pytester.runpytest(
         "-p", "no:cacheprovider", "-rA", "-s", "-W", "ignore::pytest.PytestAssertRewriteWarning"
     )
 
 
-def test_the_suite_passes_a_good_release(pytester: pytest.Pytester, stubs: dict[str, Stub]) -> None:
-    result = run_suite(pytester, stubs, live="blue")
+@pytest.mark.parametrize("suite", [SUITE, REFERENCE_SUITE], ids=["packaged", "reference"])
+def test_the_suite_passes_a_good_release(
+    pytester: pytest.Pytester, stubs: dict[str, Stub], suite: Path
+) -> None:
+    result = run_suite(pytester, stubs, live="blue", suite=suite)
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["latency (ms):", "path*green (new) p50*blue (live) p99"])
     assert "confirmation run" not in result.stdout.str()
