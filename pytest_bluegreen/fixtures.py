@@ -2,8 +2,9 @@
 
 Registered by the plugin (``pytest_plugins`` in :mod:`pytest_bluegreen.plugin`), so
 ``-p no:bluegreen`` removes them too. In a ``--bg-deploy`` session they describe the deployment
-under way; on their own (``pytest suites/postdeploy``) the running stack, from ``--bg-target``
-or the settings. Each has a docstring for ``pytest --fixtures``; a conftest may override any.
+under way; on their own (``pytest --bg-suite postdeploy``, ``pytest suites/postdeploy``) the
+running stack, from ``--bg-target`` or the settings. Each has a docstring for
+``pytest --fixtures``; a conftest may override any.
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ if TYPE_CHECKING:
 
 @pytest.fixture(scope="session")
 def bluegreen_config(pytestconfig: pytest.Config) -> StackConfig:
-    """The validated settings of the stack, from ``--bg-config`` and the rootdir."""
+    """The validated settings of the stack, from ``--bg-config`` and the rootdir.
+
+    A standalone check of ``--bg-target`` run where there are no settings gets the defaults.
+    """
+    if pytestconfig.getoption("bg_target") and not _has_settings(pytestconfig):
+        from pytest_bluegreen.core.config import StackConfig
+
+        return StackConfig(project_dir=pytestconfig.rootpath)
     return load_settings(pytestconfig)
 
 
@@ -60,6 +68,22 @@ def _config(request: pytest.FixtureRequest) -> StackConfig:
     """The session's settings, loaded once by ``bluegreen_config`` and only when needed."""
     config: StackConfig = request.getfixturevalue("bluegreen_config")
     return config
+
+
+def _has_settings(config: pytest.Config) -> bool:
+    """Settings are named (``--bg-config``) or found: ``bluegreen.toml``, ``[tool.bluegreen]``."""
+    if config.getoption("bg_config") is not None or (config.rootpath / "bluegreen.toml").exists():
+        return True
+    pyproject = config.rootpath / "pyproject.toml"
+    if not pyproject.is_file():
+        return False
+    import tomllib
+
+    try:
+        tool = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return True  # loading them says what is wrong
+    return "bluegreen" in tool
 
 
 def _recorded_live(config: StackConfig) -> Colour | None:
@@ -103,10 +127,7 @@ def bluegreen_target(
     url = request.config.getoption("bg_target")
     if url:
         ca_file = request.config.getoption("bg_ca_file")
-        try:  # the settings' critical paths, when this folder has settings; else the root
-            paths = _config(request).critical_paths
-        except pytest.UsageError:
-            paths = ("/",)
+        paths = _config(request).critical_paths  # the settings', or the default "/"
         return Target(url.rstrip("/"), bluegreen_colour, bluegreen_release, ca_file, paths)
     cfg = _config(request)
     ca_file = cfg.ca_file if cfg.ca_file is not None and cfg.ca_file.is_file() else None

@@ -1,9 +1,12 @@
 """The pytest plugin: the ``--bg-*`` options, the deploy session and the one-shot commands.
 
 ``pytest --bg-deploy --bg-release ID`` runs the built-in stages around the gate suites and the
-post-deploy suite. ``--bg-status``, ``--bg-dry-run``, ``--bg-switch``, ``--bg-rollback`` and
-``--bg-retire`` run the same :mod:`pytest_bluegreen.commands` as ``bluegreen status``, ``plan``,
-``switch``, ``rollback`` and ``retire``, and exit without collecting tests.
+post-deploy suite, each a suite shipped in the package (``bluegreen:http``, see
+:mod:`pytest_bluegreen.gates`) or a path under the project; ``pytest --bg-suite postdeploy``
+runs a packaged suite on its own. ``--bg-status``, ``--bg-dry-run``, ``--bg-switch``,
+``--bg-rollback`` and ``--bg-retire`` run the same :mod:`pytest_bluegreen.commands` as
+``bluegreen status``, ``plan``, ``switch``, ``rollback`` and ``retire``, and exit without
+collecting tests.
 
 The stages live in :mod:`pytest_bluegreen.tracker`, the fixtures in
 :mod:`pytest_bluegreen.fixtures`, the hooks a conftest may implement in
@@ -18,6 +21,7 @@ import argparse
 import re
 import signal
 import sys
+from collections.abc import Generator
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Final, Literal
@@ -27,6 +31,7 @@ import pytest
 from pytest_bluegreen import hookspec
 from pytest_bluegreen.core.colours import COLOURS, Colour
 from pytest_bluegreen.core.errors import BluegreenError
+from pytest_bluegreen.gates import PREFIX, is_packaged_module, packaged_names, resolve_suite
 from pytest_bluegreen.tracker import STAGES, TRACKER_KEY, StageTracker, terminal_writer
 
 if TYPE_CHECKING:
@@ -57,6 +62,16 @@ def switch_target(value: str) -> Colour | Literal["idle"]:
     if value not in COLOURS:
         raise argparse.ArgumentTypeError(f"{value!r} is not a colour: use blue or green")
     return value
+
+
+def packaged_suite(value: str) -> str:
+    """``--bg-suite``'s name: a suite shipped in the package, with or without ``bluegreen:``."""
+    name = value.removeprefix(PREFIX)
+    if name not in packaged_names():
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a suite of the package: use one of {', '.join(packaged_names())}"
+        )
+    return name
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -101,7 +116,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="COLOUR",
         help="stop COLOUR's services (containers kept), unless it is live",
     )
-    group.addoption("--bg-target", help="URL of a running deployment, for suites/postdeploy")
+    group.addoption(
+        "--bg-suite",
+        type=packaged_suite,
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="run a suite shipped in the package on its own (postdeploy, http, ...), "
+        "e.g. against --bg-target; repeatable",
+    )
+    group.addoption("--bg-target", help="URL of a running deployment, for a standalone suite")
     group.addoption("--bg-expect-colour", choices=COLOURS, help="colour --bg-target must serve")
     group.addoption("--bg-expect-release", help="release --bg-target must serve")
     group.addoption("--bg-ca-file", type=Path, help="CA certificate to verify --bg-target with")
@@ -184,27 +208,33 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         f"bluegreen_stage(name): run this test in a deploy stage ({', '.join(STAGES)})",
     )
+    explicit = config.args if config.args_source == pytest.Config.ArgsSource.ARGS else []
+    standalone = config.getoption("bg_suite")
+    if standalone:
+        if config.getoption("bg_deploy"):
+            raise pytest.UsageError(
+                "--bg-suite runs a suite on its own; a deploy runs the settings' gate_suites "
+                "and postdeploy_suite"
+            )
+        config.args = _suite_args(config, [PREFIX + n for n in standalone], config.rootpath)
+        config.args += explicit
     if not config.getoption("bg_deploy"):
         return
     if getattr(config.option, "numprocesses", None):
         raise pytest.UsageError(
             "--bg-deploy cannot run with -n (pytest-xdist): session fixtures would run once per "
-            "worker; use -n with the standalone suites/postdeploy"
+            "worker; use -n with the standalone post-deploy suite (--bg-suite postdeploy)"
         )
     release = config.getoption("bg_release")
     if not release:
         raise pytest.UsageError("--bg-deploy needs --bg-release ID (the image tag to deploy)")
     stack_config = load_settings(config)
-    explicit = config.args if config.args_source == pytest.Config.ArgsSource.ARGS else []
-    suites = [*stack_config.gate_suites, stack_config.postdeploy_suite]
-    for suite in suites:
-        if not (stack_config.project_dir / suite).exists():
-            raise pytest.UsageError(
-                f"bluegreen: suite not found: {stack_config.project_dir / suite}"
-            )
+    project_dir = stack_config.project_dir
     config.args = [
         str(Path(__file__).with_name("stage_items.py")),
-        *(str(stack_config.project_dir / suite) for suite in suites),
+        *_suite_args(
+            config, [*stack_config.gate_suites, stack_config.postdeploy_suite], project_dir
+        ),
         *explicit,
     ]
     from pytest_bluegreen import commands
@@ -220,13 +250,42 @@ def pytest_configure(config: pytest.Config) -> None:
         deployment.record.reports = reports
         return deployment
 
-    tracker = StageTracker(
-        stack_config.project_dir / stack_config.postdeploy_suite, make_deployment, config=config
-    )
+    postdeploy_dir = resolve_suite(stack_config.postdeploy_suite, project_dir)
+    tracker = StageTracker(postdeploy_dir, make_deployment, config=config)
     tracker.write = terminal_writer(config)
     config.stash[TRACKER_KEY] = tracker
     config.pluginmanager.register(tracker, "bluegreen-stages")
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+
+
+def _suite_args(config: pytest.Config, suites: list[str], project_dir: Path) -> list[str]:
+    """What pytest collects for suites named as in the settings (``bluegreen:`` or a path)."""
+    try:
+        paths = [str(resolve_suite(suite, project_dir)) for suite in suites]
+    except BluegreenError as exc:
+        raise pytest.UsageError(f"bluegreen: {exc}") from None
+    if not config.pluginmanager.has_plugin(PackagedGates.name):
+        config.pluginmanager.register(PackagedGates(), PackagedGates.name)
+    return list(dict.fromkeys(paths))
+
+
+class PackagedGates:
+    """Collects the packaged gates' test modules whatever the project's ``python_files`` says.
+
+    A packaged gate is given to pytest as its folder, so that its items are named after their
+    module ("test_http.py::test_..."), outside the rootdir as inside it.
+    """
+
+    name: Final = "bluegreen-packaged-gates"
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_collect_file(
+        self, file_path: Path, parent: pytest.Collector
+    ) -> Generator[None, list[pytest.Collector], list[pytest.Collector]]:
+        collected = yield
+        if collected or not is_packaged_module(file_path):
+            return collected
+        return [pytest.Module.from_parent(parent, path=file_path)]
 
 
 def _default_reports(config: pytest.Config, stack: StackConfig, deploy_id: str) -> dict[str, str]:

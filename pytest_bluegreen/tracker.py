@@ -1,7 +1,8 @@
 """Ordered deploy stages on top of pytest: sort, stop after a failure, record, conclude.
 
 Items belong to a stage through the ``bluegreen_stage`` marker, or by where they live: the
-post-deploy suite is the ``verify`` stage, every other collected test is a ``gates`` test. The
+post-deploy suite (a folder of the project, or of the package for ``bluegreen:postdeploy``) is
+the ``verify`` stage, every other collected test is a ``gates`` test. The
 first failure stops the deploy: later items are skipped with the reason, and the session
 fixture's finalizer concludes with an abort or a rollback
 (see :mod:`pytest_bluegreen.core.deployment`).
@@ -104,7 +105,7 @@ class StageTracker:
                     f"use one of {', '.join(STAGES)}"
                 )
             return str(stage)
-        if item.path.is_relative_to(self.postdeploy_dir):
+        if _within(item.path, self.postdeploy_dir):
             return "verify"
         return "gates"
 
@@ -250,6 +251,11 @@ class StageTracker:
 
 
 TRACKER_KEY: Final = pytest.StashKey[StageTracker]()
+
+
+def _within(path: Path, folder: Path) -> bool:
+    """``path`` is ``folder`` or inside it, as given or with symlinks resolved (site-packages)."""
+    return path.is_relative_to(folder) or path.resolve().is_relative_to(folder.resolve())
 
 
 def _short_reason(longrepr: object) -> str:
