@@ -7,21 +7,15 @@ when a stack of that kind is opened.
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Protocol, cast
+from typing import Final, Protocol
 
 from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.errors import ConfigError
 from pytest_bluegreen.core.ports import BackupResult
 
-# kind -> (module, class): each class takes (container_id, database, user, backup_dir, keep).
-ADAPTERS: Final = {
-    "postgres": ("pytest_bluegreen.adapters.postgres", "DatabaseBackup"),
-    "mysql": ("pytest_bluegreen.adapters.mysql", "MySQLBackup"),
-    "commands": ("pytest_bluegreen.adapters.command_db", "CommandBackup"),
-}
 # The port a kind's server listens on, for ``{port}`` in ``rehearsal_env`` ("" when unknown).
 DEFAULT_PORTS: Final = {"postgres": "5432", "mysql": "3306"}
 DEFAULT_TIMEOUT_S: Final = 600.0
@@ -41,6 +35,66 @@ class DatabaseAdapter(Protocol):
     def row_counts(self, database: str) -> dict[str, int]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Opening:
+    """What every kind's constructor takes, as the settings and the caller give it."""
+
+    config: StackConfig
+    container_id: str
+    backup_dir: Path
+    keep: int
+    timeout_s: float
+    docker: tuple[str, ...]
+
+    @property
+    def database(self) -> str:
+        return self.config.database_name_value()
+
+    @property
+    def user(self) -> str:
+        return self.config.database_user_value()
+
+
+def _postgres(o: Opening) -> DatabaseAdapter:
+    from pytest_bluegreen.adapters.postgres import DatabaseBackup
+
+    return DatabaseBackup(
+        o.container_id, o.database, o.user, o.backup_dir, o.keep, o.docker, timeout_s=o.timeout_s
+    )
+
+
+def _mysql(o: Opening) -> DatabaseAdapter:
+    from pytest_bluegreen.adapters.mysql import MySQLBackup
+
+    return MySQLBackup(
+        o.container_id, o.database, o.user, o.backup_dir, o.keep, o.docker, timeout_s=o.timeout_s
+    )
+
+
+def _commands(o: Opening) -> DatabaseAdapter:
+    from pytest_bluegreen.adapters.command_db import CommandBackup
+
+    return CommandBackup(
+        o.container_id,
+        o.database,
+        o.user,
+        o.backup_dir,
+        o.keep,
+        o.docker,
+        backup_command=o.config.backup_command,
+        restore_command=o.config.restore_command,
+        timeout_s=o.timeout_s,
+    )
+
+
+# kind -> its adapter, each module imported only when a stack of that kind is opened.
+ADAPTERS: Final[dict[str, Callable[[Opening], DatabaseAdapter]]] = {
+    "postgres": _postgres,
+    "mysql": _mysql,
+    "commands": _commands,
+}
+
+
 def open_database(
     config: StackConfig,
     container_id: str,
@@ -55,30 +109,19 @@ def open_database(
     The database's name and user come from the settings (or the kind's usual variables of the
     stack's environment); ``backup_dir`` and ``keep`` default to the settings' too.
     """
-    found = ADAPTERS.get(config.database)
-    if found is None:
+    adapter = ADAPTERS.get(config.database)
+    if adapter is None:
         raise ConfigError(
             f"bluegreen.database = {config.database!r} has no database adapter "
             f"(one of {', '.join(ADAPTERS)})"
         )
-    module, name = found
-    adapter = getattr(importlib.import_module(module), name)
-    extra = {}
-    if config.database == "commands":
-        extra = {
-            "backup_command": config.backup_command,
-            "restore_command": config.restore_command,
-        }
-    return cast(
-        DatabaseAdapter,
-        adapter(
+    return adapter(
+        Opening(
+            config,
             container_id,
-            config.database_name_value(),
-            config.database_user_value(),
             config.backup_dir if backup_dir is None else backup_dir,
             config.keep_backups if keep is None else keep,
+            DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s,
             tuple(docker),
-            timeout_s=DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s,
-            **extra,
-        ),
+        )
     )

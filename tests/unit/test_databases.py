@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from pytest_bluegreen.adapters.command_db import CommandBackup
 from pytest_bluegreen.adapters.databases import open_database
+from pytest_bluegreen.adapters.mysql import MySQLBackup
 from pytest_bluegreen.adapters.postgres import DatabaseBackup
 from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.errors import ConfigError
@@ -15,9 +17,9 @@ ENV = {"POSTGRES_DB": "shop", "POSTGRES_USER": "app", "POSTGRES_PASSWORD": "pw"}
 
 
 def config(**settings: object) -> StackConfig:
+    settings.setdefault("env", ENV)
     return StackConfig(
         project_dir=Path("/p"),
-        env=ENV,
         env_file=Path("/nonexistent/.env"),
         backup_dir=Path("/b"),
         keep_backups=4,
@@ -43,6 +45,29 @@ def test_the_settings_name_and_user_win_and_the_callers_folder_and_bound_too() -
         1,
     )
     assert database.timeout_s == 5
+
+
+def test_mysql_reads_mariadbs_variables_and_works_as_root() -> None:
+    settings = config(database="mysql", env={"MARIADB_DATABASE": "shop", "MYSQL_DATABASE": "x"})
+    database = open_database(settings, "c0ffee")
+    assert isinstance(database, MySQLBackup)
+    assert (database.container_id, database.database, database.user) == ("c0ffee", "shop", "root")
+
+
+def test_commands_get_the_teams_two_commands() -> None:
+    settings = config(
+        database="commands",
+        database_name="shop",
+        backup_command=("dump", "--all"),
+        restore_command=("load", "{database}"),
+    )
+    database = open_database(settings, "c0ffee")
+    assert isinstance(database, CommandBackup)
+    assert (database.database, database.backup_command, database.restore_command) == (
+        "shop",
+        ("dump", "--all"),
+        ("load", "{database}"),
+    )
 
 
 def test_no_database_has_no_adapter() -> None:
