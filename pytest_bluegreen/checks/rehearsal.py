@@ -218,7 +218,8 @@ class MigrationRehearsal:
     def _wait_ready(self, spec: ServiceSpec, database: DatabaseAdapter) -> None:
         """Until the server's own healthcheck passes in it (bounded by healthy_timeout_s).
 
-        Without a Compose healthcheck: the image's, as Docker reports it, else a query.
+        Without a Compose healthcheck: the image's, as Docker reports it, else a query (a
+        "commands" database cannot be queried: running is all that is known of it then).
         """
         name = self.names.server
         probe = spec.healthcheck_argv()
@@ -241,6 +242,8 @@ class MigrationRehearsal:
                 if state.health == "healthy":
                     return
                 last = f"Docker reports it {state.health}"
+            elif self.config.database == "commands":
+                return
             else:
                 try:
                     database.query(self.database_name, "SELECT 1")

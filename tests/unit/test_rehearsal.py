@@ -294,3 +294,12 @@ def test_the_live_colour_on_copy_needs_a_port() -> None:
     made.prepare()
     with pytest.raises(DeployError, match="rehearsal_port is 0"), made.live_colour_on_copy():
         pass
+
+
+def test_without_a_healthcheck_the_server_is_ready_when_it_answers_a_query() -> None:
+    cli, database = FakeCLI(), FakeDatabase()
+    made, stack = rehearsal(cli, database)
+    stack.specs = {**SPECS, "db": ServiceSpec("db", "shop-db:15", builds=True)}
+    made.prepare()
+    assert [c for c in cli.calls if c[0] == "exec"] == []
+    assert database.restored == [(Path("/b/r4.dump"), "shop", True)]
