@@ -1,0 +1,1 @@
+"""The migration gate (``bluegreen:migration``): the new release's migrations on a copy, first."""
