@@ -191,6 +191,10 @@ def rollback(
         state.live = old
         state.last_deploy = record_id
         save_state(config.state_file, state)
+        left_workers = list(config.workers_of(live))
+        if left_workers:  # jobs are the live colour's: the one left takes no more
+            progress(f"stopping {', '.join(left_workers)}")
+            stack.stop(left_workers)
         record.finish("rolled_back")
         RecordStore(config.state_dir, mask=SecretPolicy.for_config(config).mask_json).save(record)
         for problem in metrics.publish(config, record):

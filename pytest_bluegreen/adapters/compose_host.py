@@ -68,4 +68,10 @@ class ComposeHost:
     def colour_serves(self, colour: Colour) -> list[str]:
         """What is wrong with the public URL's critical paths; [] when ``colour`` serves them."""
         cfg = self.config
-        return check_colour_serves(cfg.public_url, cfg.critical_paths, colour, cfg.ca_file)
+        return check_colour_serves(
+            cfg.public_url,
+            cfg.critical_paths,
+            colour,
+            cfg.ca_file,
+            expected_status=cfg.expected_status,
+        )

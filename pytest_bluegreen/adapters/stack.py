@@ -397,7 +397,11 @@ class Stack:
         cfg = self.config
         deadline = time.monotonic() + timeout_s
         while problems := check_colour_serves(
-            cfg.preview_url(colour), cfg.critical_paths, colour, cfg.ca_file
+            cfg.preview_url(colour),
+            cfg.critical_paths,
+            colour,
+            cfg.ca_file,
+            expected_status=cfg.expected_status,
         ):
             if time.monotonic() >= deadline:
                 raise StackError(
