@@ -27,14 +27,13 @@ from pytest_bluegreen.adapters.stack import port_in_use
 from pytest_bluegreen.core.colours import COLOURS
 from pytest_bluegreen.core.config import PORT_SETTINGS, StackConfig, load_config
 from pytest_bluegreen.core.errors import BluegreenError
-from pytest_bluegreen.scaffold.init import (
-    HAPROXY_DIR,
+from pytest_bluegreen.scaffold.init import HAPROXY_DIR, stored_digest
+from pytest_bluegreen.scaffold.source import (
     OVERRIDE,
     env_values,
     read_settings,
     read_source,
     sanitise_project_name,
-    stored_digest,
 )
 
 HAPROXY_CFG_IN_CONTAINER: Final = "/usr/local/etc/haproxy/haproxy.cfg"

@@ -1,29 +1,26 @@
 """``bluegreen init``: the blue-green layer for a team's existing one-colour Compose file.
 
-Reads the stack through ``compose config --no-interpolate`` (so no value of ``.env`` is ever
-copied), decides what each service is (:mod:`.compose_model`), and writes, each only when absent
-or identical unless ``--force``: ``bluegreen/docker-compose.bluegreen.yml`` (an override applied
-after the team's files), ``bluegreen/haproxy/`` (configuration, Dockerfile, healthcheck), the
-settings (never over the team's own), and a ``STATS_PASSWORD`` in ``.env``. Running it again
-changes nothing and says so.
+Reads the stack through ``compose config --no-interpolate`` (:mod:`.source`: no value of
+``.env`` is ever copied), decides what each service is (:mod:`.compose_model`), and writes,
+each only when absent or identical unless ``--force``: ``bluegreen/docker-compose.bluegreen.yml``
+(an override applied after the team's files), ``bluegreen/haproxy/`` (configuration,
+Dockerfile, healthcheck), the settings (never over the team's own), and a ``STATS_PASSWORD`` in
+``.env``. Running it again changes nothing and says so.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
-import tomllib
 import yaml
 
-from pytest_bluegreen.adapters.compose import Compose, Runner, detect_compose_command
-from pytest_bluegreen.core.errors import ComposeError
+from pytest_bluegreen.adapters.compose import Runner
 from pytest_bluegreen.reporting.secrets import MIN_SECRET_LENGTH, SECRET_NAME
 from pytest_bluegreen.scaffold.compose_model import (
     EnvDeclaration,
@@ -33,68 +30,31 @@ from pytest_bluegreen.scaffold.compose_model import (
     declared_environment,
 )
 from pytest_bluegreen.scaffold.haproxy_cfg import render_haproxy_cfg, template_text
-from pytest_bluegreen.scaffold.override import (
-    build_override,
-    relative_layout,
-    relativise,
-    source_digest,
-)
+from pytest_bluegreen.scaffold.override import build_override, relative_layout
 from pytest_bluegreen.scaffold.settings_toml import (
     differences,
     render_settings,
     settings_for,
     todos,
 )
+from pytest_bluegreen.scaffold.source import (
+    OVERRIDE,
+    SETTINGS_FILE,
+    Settings,
+    Source,
+    env_values,
+    read_settings,
+    read_source,
+    sanitise_project_name,
+    user_compose_files,
+)
 
 Say = Callable[[str], None]
 
-DEFAULT_COMPOSE_FILES: Final = (
-    "compose.yaml",
-    "compose.yml",
-    "docker-compose.yaml",
-    "docker-compose.yml",
-)
-OVERRIDE: Final = "bluegreen/docker-compose.bluegreen.yml"
 HAPROXY_DIR: Final = "bluegreen/haproxy"
-SETTINGS_FILE: Final = "bluegreen.toml"
 DIGEST_PREFIX: Final = "# source-sha256: "
 # A value this long in an env file is checked even under an ordinary name (a URL with a password).
 LONG_VALUE: Final = 12
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """The team's settings as written (a raw table), and where; empty when there are none."""
-
-    table: dict[str, Any] = field(default_factory=dict)
-    path: Path | None = None
-
-    @property
-    def exists(self) -> bool:
-        return self.path is not None
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """The team's stack as Compose reads it, without interpolation, paths relative."""
-
-    files: tuple[Path, ...]
-    compose_dir: Path  # Compose's project directory: the first file's folder
-    config: dict[str, Any]
-    raw: tuple[dict[str, Any], ...]
-    raw_text: str
-
-    @property
-    def services(self) -> dict[str, dict[str, Any]]:
-        """Services in the order the team wrote them (``config`` sorts them by name)."""
-        resolved = self.config.get("services") or {}
-        order = [n for doc in self.raw for n in (doc.get("services") or {})]
-        names = list(dict.fromkeys([*(n for n in order if n in resolved), *resolved]))
-        return {name: resolved[name] or {} for name in names}
-
-    @property
-    def digest(self) -> str:
-        return source_digest(self.config)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,95 +68,6 @@ class Generated:
     settings_lines: list[str]  # differences from the team's existing settings
     todo_keys: list[str]
     notes: list[str] = field(default_factory=list)
-
-
-def sanitise_project_name(name: str) -> str:
-    """A folder name as a Compose project name: ``[a-z0-9][a-z0-9_-]*``."""
-    cleaned = re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-_")
-    return cleaned or "bluegreen"
-
-
-def read_settings(project_dir: Path) -> Settings:
-    """``[tool.bluegreen]`` of ``pyproject.toml``, else ``bluegreen.toml``."""
-    for name in ("pyproject.toml", SETTINGS_FILE):
-        path = project_dir / name
-        if not path.is_file():
-            continue
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ScaffoldError(f"{path} is not valid TOML: {exc}") from None
-        table = data.get("tool", {}).get("bluegreen")
-        if name == SETTINGS_FILE and table is None:
-            table = data
-        if isinstance(table, dict):
-            return Settings(table, path)
-    return Settings()
-
-
-def user_compose_files(
-    project_dir: Path, given: Sequence[Path] | None, settings: Settings
-) -> list[Path]:
-    """The team's Compose files.
-
-    Given with -f, else the settings' (without ours), else Compose's default name in the project.
-    """
-    if given:
-        files = list(given)
-    elif settings.table.get("compose_files"):
-        files = [Path(f) for f in settings.table["compose_files"] if Path(f) != Path(OVERRIDE)]
-    else:
-        found = next((n for n in DEFAULT_COMPOSE_FILES if (project_dir / n).is_file()), None)
-        if found is None:
-            raise ScaffoldError(
-                f"no Compose file in {project_dir} ({', '.join(DEFAULT_COMPOSE_FILES)}): "
-                "name yours with -f FILE"
-            )
-        files = [Path(found)]
-    resolved = [f if f.is_absolute() else project_dir / f for f in files]
-    for path in resolved:
-        if not path.is_file():
-            raise ScaffoldError(f"compose file not found: {path}")
-    return resolved
-
-
-def read_source(
-    project_dir: Path,
-    files: Sequence[Path],
-    project_name: str,
-    command: tuple[str, ...] | None = None,
-    run: Runner = subprocess.run,
-) -> Source:
-    """``compose config --no-interpolate`` of the team's files, and the files themselves."""
-    command = command or detect_compose_command(run)
-    compose = Compose(command, tuple(files), project_name, project_dir, dict(os.environ), run)
-    try:
-        text = compose.run("config", "--no-interpolate", timeout=60).stdout
-    except ComposeError as exc:
-        raise ScaffoldError(_compose_failure(str(exc), command)) from None
-    try:
-        config = yaml.safe_load(text) or {}
-        texts = [f.read_text(encoding="utf-8") for f in files]
-        raw = tuple(yaml.safe_load(t) or {} for t in texts)
-    except (yaml.YAMLError, OSError) as exc:
-        raise ScaffoldError(f"cannot read the Compose configuration: {exc}") from None
-    compose_dir = files[0].resolve().parent
-    return Source(
-        tuple(files), compose_dir, relativise(config, str(compose_dir)), raw, "\n".join(texts)
-    )
-
-
-def _compose_failure(message: str, command: tuple[str, ...]) -> str:
-    """Compose's error as one line, with the way out of v1's known limit."""
-    lines = [line.strip() for line in message.splitlines()[1:] if line.strip()]
-    detail = " ".join(lines)[:400] or message.splitlines()[0]
-    hint = ""
-    if command == ("docker-compose",) and "ports contains an invalid type" in detail:
-        hint = (
-            " (Compose v1 checks ports before it would interpolate ${VARIABLES} in them: write "
-            "those ports as numbers, or use Compose v2, 'docker compose')"
-        )
-    return f"{' '.join(command)} config --no-interpolate failed: {detail}{hint}"
 
 
 def generate(
@@ -218,7 +89,7 @@ def generate(
     override = build_override(services, plan, declared, layout)
     compose_files = [_relative(f, project_dir) for f in source.files]
     override_text = _override_header(compose_files, source.digest) + yaml.safe_dump(
-        override, sort_keys=False, default_flow_style=False, width=100
+        override, sort_keys=False, default_flow_style=False, width=4096
     )
     cfg = render_haproxy_cfg(plan, project_name)
     entries = settings_for(plan, project_name, compose_files, OVERRIDE)
@@ -291,21 +162,6 @@ def stored_digest(override_text: str) -> str:
 
 
 # ---- secrets ---------------------------------------------------------------------------------
-
-
-def env_values(path: Path) -> dict[str, str]:
-    """``KEY=VALUE`` lines of an env file, leniently (a line it cannot read is skipped)."""
-    if not path.is_file():
-        return {}
-    values = {}
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        key, sep, value = line.strip().removeprefix("export ").partition("=")
-        if sep and key and not key.startswith("#"):
-            value = value.strip()
-            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-                value = value[1:-1]
-            values[key.strip()] = value
-    return values
 
 
 def check_no_secrets(
@@ -449,9 +305,16 @@ def write_and_report(
         verb = write_file(project_dir / SETTINGS_FILE, generated.settings_text, 0o644, False)
         say(f"{verb}: {SETTINGS_FILE}")
     env_file = project_dir / str(settings.table.get("env_file") or ".env")
+    existed = env_file.exists()
     added = ensure_env(env_file, env_additions(plan))
     if added:
         say(f"added to {_relative(env_file, project_dir)}: {', '.join(added)} (values not shown)")
+        example = env_file.with_name(env_file.name + ".example")
+        if not existed and example.is_file():
+            say(
+                f"  note: {_relative(env_file, project_dir)} did not exist: it holds only these "
+                f"now; add your stack's own settings ({_relative(example, project_dir)})"
+            )
     else:
         say(f"unchanged: {_relative(env_file, project_dir)} (STATS_PASSWORD already set)")
     if generated.todo_keys and not settings.exists:

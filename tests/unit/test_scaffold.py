@@ -21,7 +21,7 @@ import yaml
 
 from pytest_bluegreen.cli import main
 from pytest_bluegreen.core.errors import DockerUnavailable
-from pytest_bluegreen.scaffold import doctor, init
+from pytest_bluegreen.scaffold import doctor, source
 from pytest_bluegreen.scaffold.compose_model import (
     PortBinding,
     ScaffoldError,
@@ -33,14 +33,10 @@ from pytest_bluegreen.scaffold.compose_model import (
     parse_port,
 )
 from pytest_bluegreen.scaffold.haproxy_cfg import render_haproxy_cfg
-from pytest_bluegreen.scaffold.init import (
-    OVERRIDE,
-    env_values,
-    run_init,
-    stored_digest,
-)
+from pytest_bluegreen.scaffold.init import run_init, stored_digest
 from pytest_bluegreen.scaffold.override import Layout, build_override, relative_layout
 from pytest_bluegreen.scaffold.settings_toml import render_settings, settings_for
+from pytest_bluegreen.scaffold.source import OVERRIDE, env_values
 
 V1 = ("docker-compose",)
 
@@ -48,15 +44,28 @@ V1 = ("docker-compose",)
 # ---- a fake Compose v1 ----------------------------------------------------------------------
 
 
+class Refused(Exception):
+    """What Compose v1 says of a ${VARIABLE} where its schema wants a number."""
+
+
 def fake_config(argv: list[str]) -> str:
     """What ``docker-compose -f ... config --no-interpolate`` prints for those files."""
     files = [Path(argv[i + 1]) for i, arg in enumerate(argv) if arg == "-f"]
-    base = files[0].parent
+    given = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--project-directory"]
+    base = Path(given[0]) if given else files[0].parent
     services: dict[str, dict[str, Any]] = {}
+    refused = []
     for path in files:
         doc = yaml.safe_load(path.read_text()) or {}
         for name, spec in (doc.get("services") or {}).items():
+            if any("${" in str(p) for p in (spec or {}).get("ports") or ()):
+                refused.append(f"services.{name}.ports contains an invalid type, it should be")
+            retries = ((spec or {}).get("healthcheck") or {}).get("retries")
+            if "${" in str(retries):
+                refused.append(f"services.{name}.healthcheck.retries contains an invalid type")
             services.setdefault(name, {}).update(copy.deepcopy(spec or {}))
+    if refused:
+        raise Refused("\n".join(["The Compose file is invalid because:", *refused]))
     for spec in services.values():
         build = spec.get("build")
         if isinstance(build, str):
@@ -80,6 +89,8 @@ def fake_compose(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[
         return subprocess.CompletedProcess(argv, 0, fake_config(argv), "")
     except yaml.YAMLError as exc:
         return subprocess.CompletedProcess(argv, 1, "", f"ERROR: invalid:\n{exc}")
+    except Refused as exc:
+        return subprocess.CompletedProcess(argv, 1, "", str(exc))
 
 
 def project(tmp_path: Path, compose: str, env: str = "", name: str = "shop") -> Path:
@@ -623,9 +634,8 @@ def test_the_override_stores_the_fingerprint_doctor_compares(shop: Path) -> None
     assert len(first) == 64
     compose = shop / "docker-compose.yml"
     compose.write_text(compose.read_text().replace("celery -A app worker", "celery worker"))
-    init.read_settings(shop)
-    source = init.read_source(shop, [compose], "shop", V1, fake_compose)
-    assert source.digest != first
+    again = source.read_source(shop, [compose], "shop", V1, fake_compose)
+    assert again.digest != first
 
 
 # ---- failures: one line, exit 2, nothing written --------------------------------------------
@@ -657,7 +667,7 @@ def test_cli_init_without_compose(
             "neither 'docker compose' (v2) nor 'docker-compose' (v1) is installed"
         )
 
-    monkeypatch.setattr(init, "detect_compose_command", absent)
+    monkeypatch.setattr(source, "detect_compose_command", absent)
     assert main(["init", "--project-dir", str(root)]) == 2
     assert "bluegreen: error: neither 'docker compose'" in capsys.readouterr().err
     assert [p.name for p in root.iterdir()] == ["docker-compose.yml"]
@@ -672,8 +682,35 @@ def test_an_invalid_file_is_one_line(tmp_path: Path) -> None:
     assert [p.name for p in root.iterdir()] == ["docker-compose.yml"]
 
 
+VARIABLE_PORT = """
+services:
+  web:
+    build: ./web
+    ports: ["${WEB_PORT:-3000}:3000"]
+    healthcheck:
+      test: ["CMD", "node", "check.js"]
+      retries: ${HEALTH_RETRIES:-3}
+"""
+
+
+def test_variables_compose_v1_refuses_uninterpolated_are_read_from_numbered_copies(
+    tmp_path: Path,
+) -> None:
+    root = project(tmp_path, VARIABLE_PORT)
+    (root / "web").mkdir()
+    lines = do_init(root)
+    assert lines[1].endswith("has build: and publishes ${WEB_PORT:-3000} -> container port 3000")
+    assert any("set PUBLIC_HTTPS_PORT where you set ${WEB_PORT}" in line for line in lines)
+    blue = yaml.safe_load((root / OVERRIDE).read_text())["services"]["web-blue"]
+    assert blue["healthcheck"]["retries"] == "${HEALTH_RETRIES:-3}"  # as written, not the number
+    assert blue["build"]["context"] == "./web"
+    assert [p.name for p in tmp_path.iterdir()] == ["shop"]  # the numbered copies are gone
+    again = do_init(root)
+    assert sum(line.startswith("unchanged: bluegreen/") for line in again) == 4
+
+
 def test_v1_variable_ports_get_the_way_out() -> None:
-    message = init._compose_failure(
+    message = source._compose_failure(
         "'config --no-interpolate' failed (exit 1):\nThe Compose file is invalid because:\n"
         "services.web.ports contains an invalid type, it should be a number, or an object",
         ("docker-compose",),
@@ -694,10 +731,26 @@ def test_real_compose_v1_inlines_env_files_and_init_still_copies_no_value(shop: 
 
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="needs docker-compose (v1)")
+def test_real_compose_v1_with_variable_ports(tmp_path: Path) -> None:
+    root = project(tmp_path, VARIABLE_PORT)
+    (root / "web").mkdir()
+    lines: list[str] = []
+    run_init(root, say=lines.append, command=("docker-compose",))
+    assert "publishes ${WEB_PORT:-3000} -> container port 3000" in lines[1]
+    blue = yaml.safe_load((root / OVERRIDE).read_text())["services"]["web-blue"]
+    assert blue["healthcheck"]["retries"] == "${HEALTH_RETRIES:-3}"
+    checked = subprocess.run(
+        ["docker-compose", "-f", "docker-compose.yml", "-f", OVERRIDE, "config", "-q"],
+        cwd=root, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="needs docker-compose (v1)")
 def test_cli_init_with_options_before_or_after_the_verb(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(init, "detect_compose_command", lambda run: ("docker-compose",))
+    monkeypatch.setattr(source, "detect_compose_command", lambda run: ("docker-compose",))
     root = project(tmp_path, NODE_REDIS)
     (root / "other.yml").write_text(NODE_REDIS.replace("3000:3000", "3001:3000"))
     assert main(["--project-dir", str(root), "init", "-f", "other.yml", "--tls", "off"]) == 0
