@@ -254,12 +254,22 @@ def _colours_resolve(stack: Stack) -> Check:
 def _haproxy_cfg(stack: Stack) -> Path:
     """The configuration the loadbalancer mounts, else the generated one."""
     lb = str(stack.table.get("loadbalancer_service") or "loadbalancer")
-    spec = ((stack.resolved or {}).get("services") or {}).get(lb) or {}
-    for volume in spec.get("volumes") or ():
-        source, target = _mount(volume)
-        if target == HAPROXY_CFG_IN_CONTAINER and source:
-            path = Path(source)
-            return path if path.is_absolute() else stack.files[0].parent / path
+    specs = [((stack.resolved or {}).get("services") or {}).get(lb) or {}]
+    if stack.resolved is None:  # Compose could not read them: the files as written
+        for path in stack.files:
+            try:
+                doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            except (OSError, yaml.YAMLError):
+                continue
+            specs.append(
+                ((doc.get("services") if isinstance(doc, dict) else {}) or {}).get(lb) or {}
+            )
+    for spec in reversed(specs):
+        for volume in spec.get("volumes") or ():
+            source, target = _mount(volume)
+            if target == HAPROXY_CFG_IN_CONTAINER and source and "$" not in source:
+                path = Path(source)
+                return path if path.is_absolute() else stack.files[0].parent / path
     return stack.project_dir / HAPROXY_DIR / "haproxy.cfg"
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import shutil
 import stat
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ import tomllib
 import yaml
 
 from pytest_bluegreen.cli import main
+from pytest_bluegreen.core.config import load_config
 from pytest_bluegreen.core.errors import DockerUnavailable
 from pytest_bluegreen.scaffold import doctor, source
 from pytest_bluegreen.scaffold.compose_model import (
@@ -82,10 +85,31 @@ def fake_config(argv: list[str]) -> str:
     return yaml.safe_dump({"services": dict(sorted(services.items())), "version": "3.9"})
 
 
+def interpolated(text: str, env: dict[str, str]) -> str:
+    """``${VAR}``, ``${VAR:-default}`` and ``${VAR:?message}`` as Compose fills them in."""
+    pattern = r"\$\{(\w+)(?::?([-?])([^}]*))?\}"
+    return re.sub(pattern, lambda m: env.get(m[1]) or (m[3] if m[2] == "-" else ""), text)
+
+
 def fake_compose(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     if "config" not in argv:
         return subprocess.CompletedProcess(argv, 1, "", "unexpected")
     try:
+        if "--no-interpolate" not in argv:
+            env = kwargs.get("env") or {}
+            paths = [Path(argv[i + 1]) for i, arg in enumerate(argv) if arg == "-f"]
+            with tempfile.TemporaryDirectory() as folder:
+                copies = []
+                for number, path in enumerate(paths):
+                    copy_path = Path(folder) / f"{number}.yml"
+                    copy_path.write_text(interpolated(path.read_text(), env))
+                    copies.append(copy_path)
+                given = ["--project-directory", str(paths[0].parent)]
+                argv = [
+                    a if a not in map(str, paths) else str(copies[paths.index(Path(a))])
+                    for a in argv
+                ]
+                return subprocess.CompletedProcess(argv, 0, fake_config([*argv, *given]), "")
         return subprocess.CompletedProcess(argv, 0, fake_config(argv), "")
     except yaml.YAMLError as exc:
         return subprocess.CompletedProcess(argv, 1, "", f"ERROR: invalid:\n{exc}")
@@ -638,6 +662,26 @@ def test_the_override_stores_the_fingerprint_doctor_compares(shop: Path) -> None
     assert again.digest != first
 
 
+@pytest.mark.parametrize("tls", ["self-signed", "off"])
+def test_the_settings_init_writes_are_valid_settings(shop: Path, tls: str) -> None:
+    do_init(shop, tls=tls)
+    config = load_config(shop, environ={})
+    assert config.project_name == "shop"
+    assert [p.name for p in config.compose_files] == [
+        "docker-compose.yml",
+        "docker-compose.bluegreen.yml",
+    ]
+    assert config.colour_services == ("app-{colour}",)
+    assert config.workers == ("worker-{colour}",)
+    assert config.router_backends == ("app_{colour}",)
+    assert (config.database, config.db_service) == ("mysql", "mariadb")
+    assert config.tls == tls
+    assert config.routes == {"app-{colour}": "/"}
+    # The deploy probes where HAProxy publishes: the app's old port.
+    scheme = "http" if tls == "off" else "https"
+    assert config.public_url == f"{scheme}://localhost:8000"
+
+
 # ---- failures: one line, exit 2, nothing written --------------------------------------------
 
 
@@ -787,6 +831,64 @@ def test_doctor_without_settings_says_run_init(
         line.startswith("FAIL  docker: ") and "start the Docker daemon" in line for line in lines
     )
     assert lines[-1].startswith("some checks failed")
+
+
+def doctor_runner(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Docker answers, runs nothing; Compose is the fake."""
+    if argv[:2] == ["docker", "version"]:
+        return subprocess.CompletedProcess(argv, 0, "20.10.24\n", "")
+    if argv[:2] == ["docker", "ps"]:
+        return subprocess.CompletedProcess(argv, 0, "", "")
+    return fake_compose(argv, **kwargs)
+
+
+def test_doctor_passes_on_a_project_init_adopted(
+    shop: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(doctor, "detect_compose_command", lambda run: V1)
+    monkeypatch.setattr(doctor, "port_in_use", lambda port: False)
+    do_init(shop)
+    lines: list[str] = []
+    assert doctor.run_doctor(shop, lines.append, doctor_runner) == 0, "\n".join(lines)
+    assert [line.split(":")[0] for line in lines[:9]] == [
+        "ok    settings",
+        "ok    compose files",
+        "ok    generated files",
+        "ok    compose config",
+        "ok    generated override",
+        "ok    colour services",
+        "ok    haproxy backends",
+        "ok    docker",
+        "ok    STATS_PASSWORD",
+    ]
+    assert lines[9:-1] == [
+        f"ok    port {port} (loadbalancer): free" for port in (80, 8000, 8441, 8442, 8404)
+    ]
+    assert lines[-1] == "all checks passed"
+
+
+def test_doctor_says_what_to_do_about_a_stale_or_broken_layer(
+    shop: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(doctor, "detect_compose_command", lambda run: V1)
+    monkeypatch.setattr(doctor, "port_in_use", lambda port: False)
+    do_init(shop)
+    compose = shop / "docker-compose.yml"
+    compose.write_text(compose.read_text().replace("celery -A app worker", "celery worker"))
+    (shop / "bluegreen/haproxy/haproxy.cfg").write_text("global\n")
+    env = shop / ".env"
+    env.write_text(env.read_text().replace("STATS_PASSWORD=", "OLD_STATS_PASSWORD="))
+    lines: list[str] = []
+    assert doctor.run_doctor(shop, lines.append, doctor_runner) == 1
+    failed = {line.split(":")[0]: line for line in lines if line.startswith("FAIL")}
+    assert set(failed) == {
+        "FAIL  generated override",
+        "FAIL  haproxy backends",
+        "FAIL  STATS_PASSWORD",
+    }
+    assert failed["FAIL  generated override"].endswith("run bluegreen init --force")
+    assert "no backend app_blue" in failed["FAIL  haproxy backends"]
+    assert "add STATS_PASSWORD=<a long random value> to .env" in failed["FAIL  STATS_PASSWORD"]
 
 
 def test_doctor_reads_port_holders_from_docker_ps() -> None:
