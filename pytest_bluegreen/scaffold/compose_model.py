@@ -321,6 +321,13 @@ def classify(
         _plan_service(name, spec, forced_routed, forced_workers, by_settings)
         for name, spec in services.items()
     ]
+    for plan in plans:
+        if plan.per_colour and services[plan.name].get("network_mode") == "host":
+            raise ScaffoldError(
+                f"{plan.name} runs on the host's network: its two colours would bind the same "
+                "ports, and HAProxy could not tell them apart; give it a Compose network (and "
+                "ports), or name it in neither colour_services nor workers"
+            )
     routed = [p for p in plans if p.role == "routed"]
     if not routed:
         raise ScaffoldError(
@@ -403,7 +410,7 @@ def _database(
 ) -> tuple[str, str, list[ServicePlan]]:
     if "database" in settings:
         kind = str(settings["database"])
-        service = str(settings.get("db_service", "")) if kind != "none" else ""
+        service = str(settings.get("db_service") or "db") if kind != "none" else ""
         how = "bluegreen.database"
     else:
         kind, service, how = "none", "", ""

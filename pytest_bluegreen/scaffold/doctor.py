@@ -30,10 +30,11 @@ from pytest_bluegreen.core.errors import BluegreenError
 from pytest_bluegreen.scaffold.init import HAPROXY_DIR, stored_digest
 from pytest_bluegreen.scaffold.source import (
     OVERRIDE,
+    Settings,
     env_values,
+    project_name_of,
     read_settings,
     read_source,
-    sanitise_project_name,
 )
 
 HAPROXY_CFG_IN_CONTAINER: Final = "/usr/local/etc/haproxy/haproxy.cfg"
@@ -158,7 +159,7 @@ def _settings(project_dir: Path) -> tuple[Stack, Check]:
         project_dir,
         table,
         None,
-        str(table.get("project_name") or sanitise_project_name(project_dir.name)),
+        project_name_of(project_dir, Settings(table)),
         [f if f.is_absolute() else project_dir / f for f in files],
         {**env_values(env_file), **os.environ},
         env_file,

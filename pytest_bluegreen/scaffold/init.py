@@ -11,6 +11,7 @@ Dockerfile, healthcheck), the settings (never over the team's own), and a ``STAT
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
@@ -43,9 +44,9 @@ from pytest_bluegreen.scaffold.source import (
     Settings,
     Source,
     env_values,
+    project_name_of,
     read_settings,
     read_source,
-    sanitise_project_name,
     user_compose_files,
 )
 
@@ -53,8 +54,8 @@ Say = Callable[[str], None]
 
 HAPROXY_DIR: Final = "bluegreen/haproxy"
 DIGEST_PREFIX: Final = "# source-sha256: "
-# A value this long in an env file is checked even under an ordinary name (a URL with a password).
-LONG_VALUE: Final = 12
+# A value checked whatever its name: a URL with a user and password in it.
+CREDENTIALS_IN_URL: Final = re.compile(r"://[^/@\s]+:[^/@\s]+@")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +76,7 @@ def generate(
 ) -> Generated:
     """Everything init writes, as text: pure apart from reading packaged templates."""
     table = settings.table
-    project_name = str(table.get("project_name") or sanitise_project_name(project_dir.name))
+    project_name = project_name_of(project_dir, settings)
     if tls and table.get("tls") and tls != table["tls"]:
         raise ScaffoldError(
             f"--tls {tls}, but the settings say tls = {table['tls']!r}: change it there, the "
@@ -183,7 +184,7 @@ def check_no_secrets(
     for env_file in sorted(files):
         for key, value in env_values(env_file).items():
             secret = SECRET_NAME.search(key) and len(value) >= MIN_SECRET_LENGTH
-            if not (secret or len(value) >= LONG_VALUE) or value in source.raw_text:
+            if not (secret or CREDENTIALS_IN_URL.search(value)) or value in source.raw_text:
                 continue
             for name, text in texts.items():
                 if value in text:
@@ -268,7 +269,7 @@ def run_init(
     project_dir = project_dir.resolve()
     settings = read_settings(project_dir)
     files = user_compose_files(project_dir, compose_files, settings)
-    name = str(settings.table.get("project_name") or sanitise_project_name(project_dir.name))
+    name = project_name_of(project_dir, settings)
     source = read_source(project_dir, files, name, command, run)
     generated = generate(project_dir, source, settings, tls)
     write_and_report(project_dir, source, generated, settings, force, say)

@@ -76,6 +76,17 @@ class Source:
         return source_digest(self.config)
 
 
+def project_name_of(project_dir: Path, settings: Settings) -> str:
+    """The Compose project's name: the settings', else the team's own, else the folder's.
+
+    The team's own is ``COMPOSE_PROJECT_NAME`` in ``.env``: its stack already runs under it.
+    """
+    if settings.table.get("project_name"):
+        return str(settings.table["project_name"])
+    given = env_values(project_dir / ".env").get("COMPOSE_PROJECT_NAME", "")
+    return sanitise_project_name(given or project_dir.name)
+
+
 def sanitise_project_name(name: str) -> str:
     """A folder name as a Compose project name: ``[a-z0-9][a-z0-9_-]*``."""
     cleaned = re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-_")

@@ -306,6 +306,8 @@ def test_a_two_colour_or_portless_file_is_refused() -> None:
         classify({**parsed(NODE_REDIS), "loadbalancer": {"image": "haproxy"}})
     with pytest.raises(ScaffoldError, match="no service to route to"):
         classify({"worker": {"build": "."}, "db": {"image": "postgres"}})
+    with pytest.raises(ScaffoldError, match="web runs on the host's network"):
+        classify({"web": {"build": ".", "network_mode": "host", "expose": [80]}})
 
 
 @pytest.mark.parametrize(
@@ -617,6 +619,14 @@ def test_the_secret_guard_refuses_what_a_compose_would_leak(shop: Path) -> None:
     with pytest.raises(ScaffoldError, match=r"the value of DB_PASSWORD from .*\.env"):
         run_init(shop, say=lambda line: None, command=V1, run=leaky)
     assert sorted(p.name for p in shop.iterdir()) == [".env", "app.env", "docker-compose.yml"]
+
+
+def test_the_project_name_compose_already_uses_is_kept(tmp_path: Path) -> None:
+    """COMPOSE_PROJECT_NAME in .env names the running stack; not a secret to refuse either."""
+    root = project(tmp_path, NODE_REDIS, "COMPOSE_PROJECT_NAME=Visit-Counter\n", name="vc")
+    lines = do_init(root)
+    assert lines[0] == "bluegreen init: project 'visit-counter', from docker-compose.yml"
+    assert tomllib.loads((root / "bluegreen.toml").read_text())["project_name"] == "visit-counter"
 
 
 def test_env_file_is_created_private_with_a_stats_password(tmp_path: Path) -> None:
