@@ -432,3 +432,24 @@ def test_commands_kind_a_failing_restore_discards_the_backup(
     with pytest.raises(BackupError, match=r"(?s)restore_command into database 'tiny_bgverify'"):
         commands(mariadb, tmp_path, [*into_nowhere, "sh", "{database}"]).backup("c3")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_drop_database_ends_the_sessions_in_it(mariadb: MariaDB, tmp_path: Path) -> None:
+    backup = mariadb.backup(tmp_path, database="tiny")
+    made = backup.backup("held")
+    backup.restore(made.path, "held_copy")
+    # An open transaction that read a table holds its metadata lock: DROP would wait for it.
+    sql = "START TRANSACTION; SELECT COUNT(*) FROM t; SELECT SLEEP(60);"
+    script = f'MYSQL_PWD=$MARIADB_ROOT_PASSWORD exec mariadb -uroot held_copy -e "{sql}"'
+    argv = ["docker", "exec", mariadb.container, "sh", "-c", script]
+    holder = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        sleeping = "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE STATE = 'User sleep';"
+        eventually(lambda: mariadb.sql(sleeping), "1")
+        started = time.monotonic()
+        backup.drop_database("held_copy")
+        assert time.monotonic() - started < 10
+        assert "held_copy" not in mariadb.databases()
+    finally:
+        holder.kill()
+        holder.wait()
