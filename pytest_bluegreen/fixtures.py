@@ -238,7 +238,9 @@ def bluegreen_rehearsal(bluegreen_deployment: Deployment) -> MigrationRehearsal:
     except BluegreenError as exc:
         pytest.fail(f"the migration rehearsal could not start: {exc}")
     if not isinstance(rehearsal, MigrationRehearsal):  # another database kind: its own fixtures
-        raise pytest.UsageError(f"bluegreen_rehearsal needs a PostgreSQL rehearsal: {rehearsal!r}")
+        raise pytest.UsageError(
+            f"bluegreen_rehearsal needs a Compose host's rehearsal: {rehearsal!r}"
+        )
     return rehearsal
 
 

@@ -252,7 +252,10 @@ class Deployment:
             if self.backup_file is None:
                 raise DeployError("the backup stage has not run: there is nothing to rehearse on")
             rehearsal = self.adapters.rehearsal(self.backup_file, self.to_colour, self.from_colour)
-            self.say("migration", f"restoring the backup into {rehearsal.scratch} to rehearse on")
+            self.say(
+                "migration",
+                f"restoring the backup into the scratch server {rehearsal.scratch} to rehearse on",
+            )
             rehearsal.prepare()
             self._rehearsal = rehearsal
         return self._rehearsal

@@ -239,11 +239,11 @@ def test_an_additive_migration_is_rehearsed_then_applied(host: DeployHost) -> No
 
 
 def container_names() -> list[str]:
-    """Every container on the engine, running or not, by name."""
+    """This project's containers on the engine (its rehearsal's included), running or not."""
     listing = subprocess.run(
         ["docker", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True, check=True
     )
-    return sorted(listing.stdout.split())
+    return sorted(name for name in listing.stdout.split() if name.startswith("bgdeploy"))
 
 
 def test_a_hung_migration_is_stopped_at_its_bound_and_leaves_no_container(
