@@ -25,10 +25,12 @@ from pytest_bluegreen.adapters.compose import (
 )
 from pytest_bluegreen.adapters.docker_engine import DockerEngine
 from pytest_bluegreen.adapters.haproxy import (
+    RELEASES_MAP,
     HAProxyRouter,
     RuntimeAPI,
     read_map_file,
     write_map_file,
+    write_releases_map,
 )
 from pytest_bluegreen.adapters.tls import ensure_certificate, install_certificate
 from pytest_bluegreen.checks.probe import check_colour_serves
@@ -185,6 +187,9 @@ class Stack:
                 self.progress("warning: the running loadbalancer serves the old certificate")
         if read_map_file(cfg.map_file) is None:
             write_map_file(cfg.map_file, live)
+        releases = cfg.map_file.with_name(RELEASES_MAP)
+        if not releases.exists():  # a configuration that reads it refuses to start without it
+            write_releases_map(releases, {})
 
     def _prepare_tls(self) -> bool:
         """HAProxy's certificate as the ``tls`` setting says; True when it wrote one."""
