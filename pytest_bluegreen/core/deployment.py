@@ -493,7 +493,9 @@ class Deployment:
             return
         services = self._colour_containers(self.to_colour)
         self.say("abort", f"stopping {', '.join(services)}; {self.from_colour} still serves")
+        # Its containers now hold the aborted release: never again a rollback target.
         self.state.releases.pop(self.to_colour, None)
+        save_state(self.config.state_file, self.state)
         self._keep_logs(services)
         self.stack.stop(services)
 

@@ -636,3 +636,19 @@ def test_a_rollback_stops_the_failed_colours_workers(tmp_path: Path) -> None:
     assert world.deployment.record.result == "rolled_back"
     assert "worker-green" in world.stack.stopped
     assert "worker-blue" not in world.stack.stopped
+
+
+def test_an_aborted_release_replaces_the_idle_colours_old_one_as_a_rollback_target(
+    tmp_path: Path,
+) -> None:
+    """The idle colour's containers were recreated with the aborted release: a rollback to
+    that colour would start it, so the colour is recorded as having no release to go back to."""
+    world = make_world(tmp_path, live="green")
+    save_state(
+        world.config.state_file, ColourState(live="green", releases={"blue": "r0", "green": "r1"})
+    )
+    world.run(*BEFORE_SWITCH)
+    world.deployment.conclude("gates", "stage gates failed: /health: HTTP 500", 1.0)
+    assert world.deployment.record.result == "aborted"
+    assert world.state().releases == {"green": "r1"}
+    assert world.state().live == "green"
