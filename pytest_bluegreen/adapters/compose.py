@@ -38,7 +38,7 @@ def detect_compose_command(run: Runner = subprocess.run) -> tuple[str, ...]:
         return ("docker-compose",)
     raise DockerUnavailable(
         "neither 'docker compose' (v2) nor 'docker-compose' (v1) is installed; "
-        "run scripts/ensure-docker.sh or install Docker Compose"
+        "install Docker Compose (Debian: the docker-compose package)"
     )
 
 

@@ -23,16 +23,16 @@ class DockerEngine:
             self._client = client or docker.from_env(timeout=30)
         except docker.errors.DockerException as exc:
             raise DockerUnavailable(
-                f"cannot reach the Docker daemon ({exc}); start it, e.g. with "
-                "scripts/ensure-docker.sh, or set DOCKER_HOST"
+                f"cannot reach the Docker daemon ({exc}); start it (for example "
+                "'systemctl start docker'), or set DOCKER_HOST to where it listens"
             ) from None
         try:
             self._client.ping()
         except docker.errors.DockerException as exc:
             self._client.close()
             raise DockerUnavailable(
-                f"cannot reach the Docker daemon ({exc}); start it, e.g. with "
-                "scripts/ensure-docker.sh, or set DOCKER_HOST"
+                f"cannot reach the Docker daemon ({exc}); start it (for example "
+                "'systemctl start docker'), or set DOCKER_HOST to where it listens"
             ) from None
 
     def state(self, container_id: str) -> ContainerState:

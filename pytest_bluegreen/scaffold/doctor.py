@@ -327,8 +327,7 @@ def _docker(run: Runner) -> Check:
         return Check(
             "docker",
             False,
-            f"{last[0]}: start the Docker daemon (scripts/ensure-docker.sh, or systemctl start "
-            "docker) or set DOCKER_HOST",
+            f"{last[0]}: start the Docker daemon (systemctl start docker) or set DOCKER_HOST",
         )
     return Check("docker", True, f"engine {result.stdout.strip()} answers")
 
