@@ -80,7 +80,7 @@ def plan(config: StackConfig, release: str) -> str:
     compose = " ".join(detect_compose_command())
     files = " ".join(f"-f {f}" for f in config.compose_files)
     base = f"{compose} --project-name {config.project_name} {files}"
-    services = " ".join(config.services_of(to))
+    services = " ".join(config.release_services_of(to))
     steps = {
         "prerequisites": "Docker, Compose file, deploy lock, free ports, the shared services' "
         "images (built when missing), the shared services other than the database and "
@@ -119,9 +119,7 @@ def plan(config: StackConfig, release: str) -> str:
         "bake": f"watch {to} for {config.bake_s:g}s (containers, health, HAProxy); the old "
         "colour still runs",
         "retire": (
-            f"drain {live}, stop {' '.join((*config.services_of(live), *config.workers_of(live)))}"
-            if live
-            else "none"
+            f"drain {live}, stop {' '.join(config.release_services_of(live))}" if live else "none"
         ),
     }
     lines = [f"plan for release {release} (dry run: nothing changed)"]
@@ -237,7 +235,7 @@ def retire(config: StackConfig, colour: Colour, progress: Progress) -> str:
         stack = Stack(config, progress=progress)
         if stack.router.active_colour() == colour:
             return f"{colour} is live again (rolled back); not stopped"
-        stack.stop(list(config.services_of(colour)))
+        stack.stop(list(config.release_services_of(colour)))
         return f"{colour} stopped (containers kept)"
     finally:
         lock.release()

@@ -206,7 +206,7 @@ class Stack:
     def shared_services(self, specs: dict[str, ServiceSpec] | None = None) -> list[str]:
         """The services both colours share (database, loadbalancer): none of a profile."""
         specs = self._specs() if specs is None else specs
-        colours = {s for c in COLOURS for s in self.config.services_of(c)}
+        colours = {s for c in COLOURS for s in self.config.release_services_of(c)}
         return [name for name, spec in specs.items() if name not in colours and not spec.profiles]
 
     def build_missing_shared(self) -> list[str]:
@@ -262,7 +262,7 @@ class Stack:
         does an image a container still uses. Returns the references removed.
         """
         protected = set(protect)
-        names = {s for c in COLOURS for s in self.config.services_of(c)}
+        names = {s for c in COLOURS for s in self.config.release_services_of(c)}
         specs = self._specs() if specs is None else specs
         repos = sorted({repository(spec.image) for n, spec in specs.items() if n in names})
         removed = []
@@ -286,7 +286,7 @@ class Stack:
         start = time.monotonic()
         self.prepare(live)
         self.check_ports_free(self.compose.services())
-        colour_services = [s for c in colours for s in (*cfg.services_of(c), *cfg.workers_of(c))]
+        colour_services = [s for c in colours for s in cfg.release_services_of(c)]
         database = [cfg.db_service] if cfg.has_database else []
         services = [*database, *colour_services, cfg.loadbalancer_service]
         self.progress(f"building {', '.join(services)}")
@@ -386,7 +386,7 @@ class Stack:
         no witness, as it still sees a just-stopped server UP until ``fall`` checks have failed.
         Then every container healthy, every server UP, and the colour answering on its preview.
         """
-        services = [*self.config.services_of(colour), *self.config.workers_of(colour)]
+        services = list(self.config.release_services_of(colour))
         stopped = [s for s in services if not self.running_services([s])]
         if not stopped and not self.router.not_ready(colour):
             return

@@ -187,6 +187,10 @@ class StackConfig:
     def workers_of(self, colour: Colour) -> tuple[str, ...]:
         return tuple(pattern.format(colour=colour) for pattern in self.workers)
 
+    def release_services_of(self, colour: Colour) -> tuple[str, ...]:
+        """Every service of a colour's release: the routed ones, then the workers."""
+        return (*self.services_of(colour), *self.workers_of(colour))
+
     def backends_of(self, colour: Colour) -> tuple[str, ...]:
         return tuple(pattern.format(colour=colour) for pattern in self.router_backends)
 

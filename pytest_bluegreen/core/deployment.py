@@ -237,9 +237,9 @@ class Deployment:
         )
 
     def build(self) -> None:
-        """Build the idle colour's images at the release (nothing starts yet)."""
+        """Build the idle colour's images at the release, workers' too (nothing starts yet)."""
         to = self.to_colour
-        services = list(self.config.services_of(to))
+        services = list(self.config.release_services_of(to))
         self.state.releases[to] = self.release
         self._release_env()
         self.say("build", f"building {', '.join(services)} at {self.release}")
@@ -542,7 +542,7 @@ class Deployment:
 
     def _colour_containers(self, colour: Colour) -> list[str]:
         """A colour's services and workers: what abort, rollback and retire stop."""
-        return [*self.config.services_of(colour), *self.config.workers_of(colour)]
+        return list(self.config.release_services_of(colour))
 
     def _keep_logs(self, services: list[str], lines: int = 60) -> None:
         """The last lines of the failed colour's services, secrets masked, for the report."""

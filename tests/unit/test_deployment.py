@@ -611,6 +611,7 @@ def test_workers_start_after_the_switch_and_stop_with_their_colour(tmp_path: Pat
     world = make_world(tmp_path, workers=("worker-{colour}",))
     world.stack.running.add("worker-blue")
     world.run(*BEFORE_SWITCH)
+    assert world.stack.built == ["backend-green", "frontend-green", "worker-green"]
     assert "worker-green" not in world.stack.recreated  # no jobs before the gates passed
     assert world.router.releases[-1] == ({"blue": "r1", "green": "r2"}, True)
     world.run("switch")

@@ -80,6 +80,17 @@ def test_shared_services_are_neither_a_colours_nor_optional(tmp_path: Path) -> N
     assert stack.shared_services(SPECS) == ["db", "cache", "loadbalancer"]
 
 
+def test_a_colours_workers_are_not_shared(tmp_path: Path) -> None:
+    config = StackConfig(project_dir=tmp_path, **{**REFERENCE, "workers": ("worker-{colour}",)})
+    stack = Stack(config, engine=StandInEngine(), compose_command=("docker-compose",))  # type: ignore[arg-type]
+    specs = {
+        **SPECS,
+        "worker-blue": ServiceSpec("worker-blue", "shop-backend:r3", builds=True),
+        "worker-green": ServiceSpec("worker-green", "shop-backend:r4", builds=True),
+    }
+    assert stack.shared_services(specs) == ["db", "cache", "loadbalancer"]
+
+
 def test_a_new_engine_gets_the_shared_images_built(tmp_path: Path, builds: list[list[str]]) -> None:
     engine = StandInEngine()
     engine.images = {"shop-lb:2"}
