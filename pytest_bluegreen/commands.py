@@ -81,6 +81,9 @@ def plan(config: StackConfig, release: str) -> str:
     files = " ".join(f"-f {f}" for f in config.compose_files)
     base = f"{compose} --project-name {config.project_name} {files}"
     services = " ".join(config.release_services_of(to))
+    started = config.services_of(to) + (
+        config.workers_of(to) if config.workers_start == "with_colour" else ()
+    )
     steps = {
         "prerequisites": "Docker, Compose file, deploy lock, free ports, the shared services' "
         "images (built when missing), the shared services other than the database and "
@@ -100,7 +103,7 @@ def plan(config: StackConfig, release: str) -> str:
             else "not applicable (no database or no migrate_command)"
         ),
         "bring_up": ("migrate; " if config.has_migrations else "")
-        + f"up -d --no-deps --force-recreate {services}; wait healthy",
+        + f"up -d --no-deps --force-recreate {' '.join(started)}; wait healthy",
         "gates": f"{', '.join(config.gate_suites) or 'none'} against {config.preview_url(to)}",
         "switch": f"set map {router.map_in_container} active {to} (runtime API), "
         "map file rewritten"

@@ -223,10 +223,14 @@ class StackConfig:
             env = self.environment
             resolved = next((env[n] for n in names if env.get(n)), "")
         if not resolved:
-            hint = " or ".join(names) or f"bluegreen.{what}"
+            where = (
+                f"set {' or '.join(names)} in {self.env_file} or the environment, or "
+                if names
+                else "set "
+            )
             raise ConfigError(
-                f"no {what.replace('_', ' ')} for the {self.database} database: set {hint} in "
-                f"{self.env_file} or the environment, or bluegreen.{what}"
+                f"no {what.replace('_', ' ')} for the {self.database} database: "
+                f"{where}bluegreen.{what}"
             )
         return resolved
 
@@ -484,8 +488,16 @@ def _check_combinations(values: dict[str, Any], files: dict[str, Any]) -> None:
         raise ConfigError("bluegreen.tls = 'files' needs tls_cert_file and tls_key_file")
     if tls != "files" and files.keys() & {"tls_cert_file", "tls_key_file"}:
         raise ConfigError("bluegreen.tls_cert_file and tls_key_file need tls = 'files'")
-    if values.get("database") == "commands" and not values.get("backup_command"):
-        raise ConfigError("bluegreen.database = 'commands' needs backup_command")
+    if values.get("database") == "commands":
+        if not values.get("backup_command") or not values.get("database_name"):
+            raise ConfigError(
+                "bluegreen.database = 'commands' needs backup_command and database_name"
+            )
+        if values.get("migrate_command") and not values.get("restore_command"):
+            raise ConfigError(
+                "bluegreen.migrate_command with database = 'commands' needs restore_command: "
+                "the rehearsal restores the backup into a scratch server first"
+            )
     if values.get("database", "none") == "none" and values.get("migrate_command"):
         raise ConfigError(
             "bluegreen.migrate_command needs a database: set bluegreen.database (postgres, "

@@ -100,7 +100,8 @@ def settings_for(
         Setting(
             "database",
             database,
-            "backed up before each deploy, migrations rehearsed on a copy: none|postgres|mysql",
+            "backed up before each deploy, migrations rehearsed on a copy: "
+            "none|postgres|mysql|commands",
         ),
     ]
     if database != "none":
@@ -142,14 +143,15 @@ def settings_for(
             Setting("tls_cert_file", "certs/site.crt", "the certificate (PEM)", todo=True),
             Setting("tls_key_file", "certs/site.key", "its private key (PEM)", todo=True),
         ]
-    entries.append(
-        Setting(
-            "migrate_command",
-            ["./manage.py", "migrate"],
-            "migrations: run in a one-off container of the new release (needs database)",
-            todo=True,
+    if database != "none":  # migrations need a database to run on
+        entries.append(
+            Setting(
+                "migrate_command",
+                ["./manage.py", "migrate"],
+                "migrations: run in a one-off container of the new release",
+                todo=True,
+            )
         )
-    )
     return entries
 
 

@@ -89,6 +89,11 @@ def test_bluegreen_toml_used_when_pyproject_has_no_table(project: Path) -> None:
         ("tls = 'files'", "bluegreen.tls = 'files' needs tls_cert_file and tls_key_file"),
         ("tls_ca_file = 'missing.pem'", "bluegreen.tls_ca_file: file not found"),
         ("database = 'commands'", "bluegreen.database = 'commands' needs backup_command"),
+        (
+            "database = 'commands'\nbackup_command = ['dump']\ndatabase_name = 'x'\n"
+            "migrate_command = ['m']",
+            "bluegreen.migrate_command with database = 'commands' needs restore_command",
+        ),
         ("migrate_command = ['migrate']", "bluegreen.migrate_command needs a database"),
         ("workers = ['worker']", "bluegreen.workers: every entry must contain '{colour}'"),
         (
