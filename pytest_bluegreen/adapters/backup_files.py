@@ -168,6 +168,44 @@ def publish(tmp: Path, final: Path, sha256: str) -> None:
         raise BackupError(write_failed(final.parent, exc)) from None
 
 
+class RestorableServer(Protocol):
+    """What a restore needs of a database server whose databases can be created and dropped."""
+
+    def drop_database(self, database: str) -> None: ...
+    def _database_exists(self, database: str) -> bool: ...
+    def _create_database(self, database: str) -> None: ...
+
+
+def restore_into(
+    server: RestorableServer,
+    path: Path,
+    database: str,
+    load: Callable[[Path, str], None],
+    *,
+    replace: bool,
+) -> None:
+    """Restore a checked dump into ``database``, new unless ``replace`` drops it first.
+
+    A restore that fails half-way drops what it created: no half-restored database stays.
+    """
+    check_restorable(path)
+    if replace:
+        server.drop_database(database)
+    elif server._database_exists(database):
+        raise BackupError(
+            f"database {database!r} already exists; restore into a new name, "
+            "or pass replace=True to drop it first"
+        )
+    server._create_database(database)
+    try:
+        load(path, database)
+    except BackupError as exc:
+        with contextlib.suppress(BackupError):
+            server.drop_database(database)
+        message = f"{exc}\nThe partly restored database {database!r} was dropped."
+        raise BackupError(message) from None
+
+
 def check_restorable(path: Path) -> None:
     """Refuse a dump that is missing, has no sidecar, or changed since it was made."""
     if not path.is_file():

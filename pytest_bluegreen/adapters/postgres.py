@@ -23,11 +23,11 @@ from pytest_bluegreen.adapters.backup_files import (
     ContainerExec,
     Dumped,
     check_counts,
-    check_restorable,
     checksum_file,
     file_sha256,
     make_backup,
     parse_row_counts,
+    restore_into,
     rotate,
     verify_checksum,
     write_checksum,
@@ -159,22 +159,7 @@ class DatabaseBackup:
 
     def restore(self, path: Path, database: str, *, replace: bool = False) -> None:
         """Restore a checked dump into ``database``, new unless ``replace`` drops it first."""
-        check_restorable(path)
-        if replace:
-            self.drop_database(database)
-        elif self._database_exists(database):
-            raise BackupError(
-                f"database {database!r} already exists; restore into a new name, "
-                "or pass replace=True to drop it first"
-            )
-        self._create_database(database)
-        try:
-            self._pg_restore(path, database)
-        except BackupError as exc:
-            with contextlib.suppress(BackupError):
-                self.drop_database(database)
-            message = f"{exc}\nThe partly restored database {database!r} was dropped."
-            raise BackupError(message) from None
+        restore_into(self, path, database, self._pg_restore, replace=replace)
 
     def row_counts(self, database: str) -> dict[str, int]:
         """Rows of every table in the ``public`` schema of ``database``."""
