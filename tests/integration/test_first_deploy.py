@@ -22,10 +22,12 @@ from pathlib import Path
 
 import pytest
 import requests
+import tomli_w
 
 from pytest_bluegreen.adapters.stack import Stack
 from pytest_bluegreen.core.config import load_config
 from pytest_bluegreen.core.record import RecordStore
+from tests.harness import reference_settings
 from tests.images import ThrowawayImages
 from tests.integration.conftest import REPO, progress
 
@@ -39,6 +41,7 @@ PORTS = {
     "STATS_PORT": "38404",
 }
 SETTINGS = {
+    **reference_settings(),  # the reference stack's own: Django, PostgreSQL, the aptos suites
     "project_name": PROJECT,
     "compose_files": ["docker-compose.blue-green.yml"],
     # 2 shared cores: p99 of a one-second window is noise (bench/ measures it); 0 failures holds.
@@ -87,9 +90,7 @@ class Newcomer:
         self.repo.mkdir()
         copy_checkout(self.repo)
         self.settings = self.repo / "bluegreen-fresh.toml"
-        self.settings.write_text(
-            "".join(f"{key} = {json.dumps(value)}\n" for key, value in SETTINGS.items())
-        )
+        self.settings.write_text(tomli_w.dumps(SETTINGS))
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")}
         self.env.update(PORTS)
 
