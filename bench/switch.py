@@ -107,6 +107,13 @@ def ms_since(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 3)
 
 
+def router_of(bench: BenchStack) -> HAProxyRouter:
+    """The Compose stack's single HAProxy (this bench runs on one host)."""
+    router = bench.stack.router
+    assert isinstance(router, HAProxyRouter)
+    return router
+
+
 def revive_old(bench: BenchStack) -> None:
     """Start the old colour again if a retirement stopped it (the project's ``revive``)."""
     stack, services = bench.stack, list(bench.config.services_of(OLD))
@@ -744,7 +751,7 @@ def build_mechanisms(
 ) -> list[Mechanism]:
     """The mechanisms asked for; extra loadbalancers (appended to ``extra``) started."""
     cfg = bench.config
-    router = bench.stack.router
+    router = router_of(bench)
     lb_id = bench.stack.container_ids(cfg.loadbalancer_service, running_only=True)[0]
     attrs = client.api.inspect_container(lb_id)
     image = attrs["Config"]["Image"]
@@ -837,7 +844,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         runs.append(run_rep(mechanism, args, switch_at, rep, client))
                 if args.keep_stack:  # leave it as it came: blue live, both colours running
                     revive_old(bench)
-                    NoSwitch(bench, 0, bench.stack.router).reset()
+                    NoSwitch(bench, 0, router_of(bench)).reset()
             finally:  # before the stack goes: they hold endpoints on its networks
                 for lb in extra:
                     remove_container(lb.name)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pytest_bluegreen import commands
-from pytest_bluegreen.adapters.stack import Progress, Stack
+from pytest_bluegreen.adapters.stack import Progress
 from pytest_bluegreen.core.colours import COLOURS, Colour
 from pytest_bluegreen.core.config import load_config
 from pytest_bluegreen.core.errors import BluegreenError
@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             time.sleep(args.after)
             print(commands.retire(config, args.colour, progress_printer()))
         else:
-            stack = Stack(config, progress=progress_printer())
+            stack = commands.stack_for(config, progress_printer())
             if args.command == "up":
                 colours: list[Colour] = args.colour or list(COLOURS)
                 stack.up(colours, live=args.live)

@@ -14,7 +14,7 @@ from pytest_bluegreen.adapters.compose_host import ComposeHost
 from pytest_bluegreen.adapters.haproxy import read_map_file
 from pytest_bluegreen.adapters.stack import Progress, Stack, router_for
 from pytest_bluegreen.core.colours import COLOURS, Colour, other_colour
-from pytest_bluegreen.core.config import StackConfig
+from pytest_bluegreen.core.config import LB_STATE_IN_CONTAINER, StackConfig
 from pytest_bluegreen.core.deployment import Deployment
 from pytest_bluegreen.core.errors import BluegreenError, DeployError, LockError
 from pytest_bluegreen.core.lock import DeployLock
@@ -26,6 +26,34 @@ from pytest_bluegreen.reporting import metrics
 from pytest_bluegreen.reporting.outputs import DeployOutputs
 from pytest_bluegreen.reporting.secrets import SecretPolicy
 from pytest_bluegreen.tracker import STAGES
+
+
+def _map_in_router(config: StackConfig) -> str:
+    """The map's path inside the loadbalancer, as ``set map`` names it."""
+    if config.swarm:
+        from pytest_bluegreen.adapters.swarm import MAP_IN_REPLICA
+
+        return MAP_IN_REPLICA
+    return f"{LB_STATE_IN_CONTAINER}/{config.map_file.name}"
+
+
+def host_for(config: StackConfig, progress: Progress) -> ComposeHost:
+    """The adapters of the engine the settings name: Compose on this host, or a Swarm."""
+    if config.swarm:
+        from pytest_bluegreen.adapters.swarm import SwarmHost
+
+        return SwarmHost(config, progress)
+    return ComposeHost(config, progress)
+
+
+def stack_for(config: StackConfig, progress: Progress) -> Stack:
+    """The stack of the engine the settings name (see :func:`host_for`)."""
+    if config.swarm:
+        from pytest_bluegreen.adapters.swarm import SwarmStack
+
+        return SwarmStack(config, progress)
+    return Stack(config, progress=progress)
+
 
 # What the backup runs, by kind of database.
 DUMPS: Final = {"postgres": "pg_dump -Fc", "mysql": "mysqldump --single-transaction"}
@@ -105,8 +133,9 @@ def plan(config: StackConfig, release: str) -> str:
         "bring_up": ("migrate; " if config.has_migrations else "")
         + f"up -d --no-deps --force-recreate {' '.join(started)}; wait healthy",
         "gates": f"{', '.join(config.gate_suites) or 'none'} against {config.preview_url(to)}",
-        "switch": f"set map {router.map_in_container} active {to} (runtime API), "
-        "map file rewritten"
+        "switch": f"set map {_map_in_router(config)} active {to} (runtime API"
+        + (", every loadbalancer replica, confirmed on each)" if config.swarm else ")")
+        + ", map file rewritten"
         + (
             f"; under load: {config.load_users} Locust users x {config.load_user_rps:g} req/s, "
             f"{config.load_window_s:g} s before and after"
@@ -168,7 +197,7 @@ def rollback(
     record_id = new_deploy_id()
     lock.acquire(record_id, utc_timestamp())
     try:
-        host = ComposeHost(config, progress)
+        host = host_for(config, progress)
         stack = host.open_stack()
         state = load_state(config.state_file)
         stack.release_env = state.release_env()
@@ -219,7 +248,7 @@ def deployment(
     return Deployment(
         config,
         release,
-        ComposeHost(config, progress),
+        host_for(config, progress),
         DeployOutputs(config, deploy_id),
         progress=progress,
         deploy_id=deploy_id,
@@ -235,7 +264,7 @@ def retire(config: StackConfig, colour: Colour, progress: Progress) -> str:
     except LockError:
         return f"a deploy is running; {colour} left as it is"
     try:
-        stack = Stack(config, progress=progress)
+        stack = stack_for(config, progress)
         if stack.router.active_colour() == colour:
             return f"{colour} is live again (rolled back); not stopped"
         stack.stop(list(config.release_services_of(colour)))

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from pytest_bluegreen.adapters.databases import DatabaseAdapter, open_database
-from pytest_bluegreen.adapters.haproxy import HAProxyRouter
 from pytest_bluegreen.adapters.locust_load import LoadRun
 from pytest_bluegreen.adapters.stack import Progress, Stack, router_for
 from pytest_bluegreen.checks.probe import check_colour_serves
@@ -17,6 +16,7 @@ from pytest_bluegreen.checks.rehearsal import MigrationRehearsal
 from pytest_bluegreen.core.colours import Colour
 from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.errors import DeployError
+from pytest_bluegreen.core.ports import Router
 
 
 class ComposeHost:
@@ -25,7 +25,7 @@ class ComposeHost:
     def __init__(self, config: StackConfig, progress: Progress = lambda message: None) -> None:
         self.config = config
         self.progress = progress
-        self.router: HAProxyRouter = router_for(config)  # the admin socket only, no Docker
+        self.router: Router = router_for(config)  # the admin socket only, no Docker
         self._stack: Stack | None = None
 
     def open_stack(self) -> Stack:

@@ -35,6 +35,11 @@ class DockerEngine:
                 "'systemctl start docker'), or set DOCKER_HOST to where it listens"
             ) from None
 
+    @property
+    def client(self) -> Any:
+        """The connected docker SDK client (the Swarm adapter asks it about services)."""
+        return self._client
+
     def state(self, container_id: str) -> ContainerState:
         attrs = self._client.api.inspect_container(container_id)
         state = attrs["State"]

@@ -29,28 +29,39 @@ SHUTDOWN_GRACE_S: Final = 5.0  # shut-down sessions are killed asynchronously, w
 
 
 class RuntimeAPI:
-    """HAProxy's admin socket, one command per connection (its non-interactive mode)."""
+    """HAProxy's admin socket, one command per connection (its non-interactive mode).
 
-    def __init__(self, socket_path: Path, timeout_s: float = 3.0) -> None:
-        self.socket_path = socket_path
+    A Unix socket on this host (``Path``), or a replica's TCP port on a node (``(host, port)``).
+    """
+
+    def __init__(self, address: Path | tuple[str, int], timeout_s: float = 3.0) -> None:
+        self.address = address
         self.timeout_s = timeout_s
 
+    @property
+    def where(self) -> str:
+        if isinstance(self.address, Path):
+            return str(self.address)
+        return f"{self.address[0]}:{self.address[1]}"
+
     def execute(self, command: str) -> str:
+        family = socket.AF_UNIX if isinstance(self.address, Path) else socket.AF_INET
+        target = str(self.address) if isinstance(self.address, Path) else self.address
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
                 sock.settimeout(self.timeout_s)
-                sock.connect(str(self.socket_path))
+                sock.connect(target)
                 sock.sendall(command.encode() + b"\n")
                 chunks = []
                 while chunk := sock.recv(65536):
                     chunks.append(chunk)
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             raise RouterError(
-                f"HAProxy's runtime API is not reachable at {self.socket_path} ({exc.strerror}); "
+                f"HAProxy's runtime API is not reachable at {self.where} ({exc.strerror}); "
                 "is the loadbalancer running?"
             ) from None
         except OSError as exc:
-            raise RouterError(f"HAProxy's runtime API at {self.socket_path}: {exc}") from None
+            raise RouterError(f"HAProxy's runtime API at {self.where}: {exc}") from None
         return b"".join(chunks).decode("utf-8", "replace")
 
 

@@ -7,6 +7,7 @@ HAProxy's configuration), and a failure while starting removes what this call st
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import secrets
 import socket
@@ -48,7 +49,7 @@ from pytest_bluegreen.core.errors import (
     PortInUse,
     StackError,
 )
-from pytest_bluegreen.core.ports import ContainerState
+from pytest_bluegreen.core.ports import ContainerState, Router
 from pytest_bluegreen.reporting.secrets import is_secret_name
 
 Progress = Callable[[str], None]
@@ -110,6 +111,20 @@ def port_in_use(port: PublishedPort) -> bool:
     return False
 
 
+def certificate_hosts(hosts: Iterable[str]) -> tuple[list[str], list[str]]:
+    """The names and the IP addresses (a swarm node's) a certificate must cover, loopback too."""
+    names: list[str] = []
+    addresses: list[str] = ["127.0.0.1", "::1"]
+    for host in hosts:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            names += [host] if host not in names else []
+        else:
+            addresses += [host] if host not in addresses else []
+    return names, addresses
+
+
 def repository(image: str) -> str:
     """``registry:5000/team/app:r42`` -> ``registry:5000/team/app``."""
     head, _, last = image.rpartition("/")
@@ -117,8 +132,12 @@ def repository(image: str) -> str:
     return f"{head}/{name}" if head else name
 
 
-def router_for(config: StackConfig) -> HAProxyRouter:
-    """The stack's HAProxy router; it needs the admin socket only, not Docker."""
+def router_for(config: StackConfig) -> Router:
+    """The stack's router: HAProxy's admin socket here, or every replica's API on a swarm."""
+    if config.swarm:
+        from pytest_bluegreen.adapters.swarm import swarm_router
+
+        return swarm_router(config)
     return HAProxyRouter(
         api=RuntimeAPI(config.admin_socket),
         map_file=config.map_file,
@@ -171,7 +190,7 @@ class Stack:
         )
 
     @property
-    def router(self) -> HAProxyRouter:
+    def router(self) -> Router:
         return router_for(self.config)
 
     def prepare(self, live: Colour = "blue") -> None:
@@ -195,7 +214,8 @@ class Stack:
         """HAProxy's certificate as the ``tls`` setting says; True when it wrote one."""
         cfg = self.config
         if cfg.tls == "self-signed":
-            return ensure_certificate(cfg.site_pem, (cfg.public_host, "localhost"))
+            names, addresses = certificate_hosts((cfg.public_host, cfg.preview_host, "localhost"))
+            return ensure_certificate(cfg.site_pem, names, addresses)
         if cfg.tls == "files":
             cert, key = cfg.tls_cert_file, cfg.tls_key_file
             if cert is None or key is None:

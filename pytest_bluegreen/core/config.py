@@ -33,6 +33,8 @@ DATABASE_DEFAULTS: Final[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
 }
 # TLS at HAProxy: its own self-signed certificate, the team's files, or none (TLS ends upstream).
 TLS_MODES: Final = ("self-signed", "files", "off")
+# Container engines a deploy drives: Compose on one host, or the services of a Docker Swarm stack.
+ENGINES: Final = ("compose", "swarm")
 # Container hardening checks of the hardening gate, and what each does by default.
 HARDENING_DEFAULTS: Final = {"non_root": "gate", "limits": "warn", "secret_files": "gate"}
 ENV_REFERENCE: Final = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)\}")
@@ -45,6 +47,8 @@ PORT_SETTINGS: Final = {
     "PREVIEW_BLUE_PORT": 8441,
     "PREVIEW_GREEN_PORT": 8442,
     "STATS_PORT": 8404,
+    # Swarm only: each loadbalancer replica's runtime API on TCP, on its node.
+    "ADMIN_PORT": 9999,
 }
 
 # Where the admin socket and the map file live inside the loadbalancer container.
@@ -63,6 +67,10 @@ class StackConfig:
     project_dir: Path
     compose_files: tuple[Path, ...] = ()
     project_name: str = "bluegreen"
+    # compose: one host's Compose project. swarm: a Swarm stack on the manager the environment's
+    # DOCKER_HOST names (or this host), images pushed to a registry every node pulls from.
+    engine: str = "compose"
+    build_host: str = ""  # swarm: the engine that builds and pushes (DOCKER_HOST); "" = the same
     state_dir: Path = Path(".bluegreen")
     env_file: Path = Path(".env")
     loadbalancer_service: str = "loadbalancer"
@@ -98,6 +106,7 @@ class StackConfig:
     critical_paths: tuple[str, ...] = ("/",)
     expected_status: Mapping[str, int] = field(default_factory=dict)
     public_host: str = "localhost"
+    preview_host: str = "127.0.0.1"  # where the preview routes answer (a node, on a swarm)
     # TLS at HAProxy: "self-signed" (a CA and certificate of its own in the state folder),
     # "files" (the team's certificate and key; their CA, if not a public one, for the probes),
     # or "off" (plain HTTP: TLS ends at a terminator in front).
@@ -321,7 +330,11 @@ class StackConfig:
         """The idle-colour route: that colour only, never the live traffic."""
         name = f"PREVIEW_{colour.upper()}_PORT"
         scheme = "http" if self.tls == "off" else "https"
-        return f"{scheme}://127.0.0.1:{self.port(name)}"
+        return f"{scheme}://{self.preview_host}:{self.port(name)}"
+
+    @property
+    def swarm(self) -> bool:
+        return self.engine == "swarm"
 
     @property
     def stats_url(self) -> str:
@@ -331,6 +344,9 @@ class StackConfig:
 _FIELD_TYPES: Final[dict[str, type]] = {
     "compose_files": list,
     "project_name": str,
+    "engine": str,
+    "build_host": str,
+    "preview_host": str,
     "state_dir": str,
     "env_file": str,
     "loadbalancer_service": str,
@@ -414,6 +430,7 @@ _CHOICES: Final[dict[str, tuple[str, ...]]] = {
     "database": DATABASE_KINDS,
     "tls": TLS_MODES,
     "workers_start": ("after_switch", "with_colour"),
+    "engine": ENGINES,
 }
 _FILES: Final = ("tls_cert_file", "tls_key_file", "tls_ca_file")
 

@@ -321,8 +321,9 @@ class Deployment:
         if load is not None:
             load.watch(switched_at + cfg.load_window_s, "after the switch")
         self.record.switch = {
-            k: round(v, 3) if isinstance(v, float) else v
+            k: round(v, 3) if isinstance(v, float) else list(v) if isinstance(v, tuple) else v
             for k, v in dataclasses.asdict(result).items()
+            if v != ()  # replicas: on a cluster only
         }
         self.record.switch["total_ms"] = round(result.total_ms, 3)
         self.say("switch", f"switched {result.from_colour} -> {to} in {result.total_ms:.1f} ms")

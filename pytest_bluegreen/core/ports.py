@@ -47,6 +47,7 @@ class SwitchResult:
     switch_ms: float
     persist_ms: float
     verify_ms: float
+    replicas: tuple[str, ...] = ()  # on a cluster: the nodes whose loadbalancer confirmed it
 
     @property
     def total_ms(self) -> float:
