@@ -50,6 +50,7 @@ class ReplicatedRouter:
         expected_servers: Callable[[str], int],
         map_in_container: str = "/tmp/active.map",
         confirm_timeout_s: float = 30.0,
+        ready_timeout_s: float = 60.0,
         clock: Callable[[], float] = time.perf_counter,
         api_timeout_s: float = 2.0,
         api_for: Callable[[Replica], RuntimeAPI] | None = None,
@@ -61,6 +62,7 @@ class ReplicatedRouter:
         self.expected_servers = expected_servers
         self.map_in_container = map_in_container
         self.confirm_timeout_s = confirm_timeout_s
+        self.ready_timeout_s = ready_timeout_s
         self._clock = clock
         self._api_for = api_for or (
             lambda replica: RuntimeAPI((replica.address, port), timeout_s=api_timeout_s)
@@ -181,19 +183,7 @@ class ReplicatedRouter:
         """``set map`` on every replica at once, then confirmed on every running replica."""
         clock = self._clock
         start = clock()
-        replicas = self._running()
-        preflight = self._each(replicas, lambda r: (r.active_colour(), r.servers(to_colour)))
-        down = [
-            f"{s.backend}/{s.server} {s.status}"
-            for replica, answer in preflight.items()
-            if not isinstance(answer, RouterError)
-            for s in self._rows(replica, answer[1], to_colour)
-            if not s.up
-        ]
-        if down:
-            raise RouterError(
-                f"refusing to switch to {to_colour}: not UP in HAProxy: {', '.join(down)}"
-            )
+        replicas, preflight = self._preflight(to_colour)
         before = Counter(a[0] for a in preflight.values() if not isinstance(a, RouterError))
         from_colour = before.most_common(1)[0][0] if before else other_colour(to_colour)
         preflight_done = clock()
@@ -216,6 +206,34 @@ class ReplicatedRouter:
             verify_ms=(verified - persisted) * 1000,
             replicas=tuple(sorted(r.node for r in confirmed)),
         )
+
+    def _preflight(
+        self, to_colour: Colour
+    ) -> tuple[list[Replica], dict[Replica, tuple[Colour, list[ServerState]] | RouterError]]:
+        """Every running replica's colour, once each sees ``to_colour``'s servers all UP.
+
+        Bounded by ``ready_timeout_s``: a task the scheduler is moving off a lost node, or a
+        replica on a node not yet known to be down, is waited for; past the bound, refused.
+        """
+        deadline = self._clock() + self.ready_timeout_s
+        while True:
+            replicas = self._running()
+            answers = self._each(replicas, lambda r: (r.active_colour(), r.servers(to_colour)))
+            down = [
+                f"{s.backend}/{s.server} {s.status}"
+                for replica, answer in answers.items()
+                for s in self._rows(
+                    replica, answer if isinstance(answer, RouterError) else answer[1], to_colour
+                )
+                if not s.up
+            ]
+            if not down:
+                return replicas, answers
+            if self._clock() >= deadline:
+                raise RouterError(
+                    f"refusing to switch to {to_colour}: not UP in HAProxy: {', '.join(down)}"
+                )
+            time.sleep(0.2)
 
     def _set(self, replicas: Sequence[Replica], colour: Colour) -> dict[Replica, str | RouterError]:
         command = f"set map {self.map_in_container} {MAP_KEY} {colour}"

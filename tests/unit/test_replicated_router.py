@@ -6,6 +6,7 @@ multi-node swarm are exercised by tests/swarm.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,7 +42,7 @@ class Cluster:
         nodes = self.listings.pop(0) if len(self.listings) > 1 else self.listings[0]
         return [Replica(task=f"task-{n}", node=n, address=n) for n in nodes]
 
-    def router(self, confirm_timeout_s: float = 1.0) -> ReplicatedRouter:
+    def router(self, confirm_timeout_s: float = 1.0, ready_s: float = 0.0) -> ReplicatedRouter:
         return ReplicatedRouter(
             replicas=self.replicas,
             port=9999,
@@ -50,6 +51,7 @@ class Cluster:
             expected_servers=lambda backend: self.expected,
             map_in_container=MAP,
             confirm_timeout_s=confirm_timeout_s,
+            ready_timeout_s=ready_s,
             api_for=lambda replica: RuntimeAPI(self.tmp_path / f"{replica.node}.sock", 0.5),
         )
 
@@ -107,17 +109,26 @@ def test_a_replica_that_restarted_on_the_old_colour_is_set_before_the_switch_is_
     assert result.replicas == ("node1", "node2", "node3b")
 
 
-def test_a_listed_replica_that_never_answers_fails_the_switch_and_traffic_is_put_back(
+def test_a_replica_that_never_confirms_fails_the_switch_and_traffic_is_put_back(
     cluster: Cluster,
 ) -> None:
-    cluster.fakes["node3"].close()  # listed as running by Swarm, its API gone
+    cluster.fakes["node3"].refuse_set_map = True  # answers, but its map never changes
 
     with pytest.raises(RouterError, match="not confirmed by every loadbalancer replica"):
         cluster.router(confirm_timeout_s=0.3).switch("green")
 
-    assert cluster.fakes["node1"].colour == "blue"
-    assert cluster.fakes["node2"].colour == "blue"
-    del cluster.fakes["node3"]
+    assert set(colours(cluster).values()) == {"blue"}
+
+
+def test_a_listed_replica_that_does_not_answer_is_waited_for_then_refused(
+    cluster: Cluster,
+) -> None:
+    cluster.fakes.pop("node3").close()  # listed as running by Swarm, its API gone
+
+    with pytest.raises(RouterError, match=r"refusing to switch to green: .*node3 unreachable"):
+        cluster.router(ready_s=0.3).switch("green")
+
+    assert set(colours(cluster).values()) == {"blue"}
 
 
 def test_the_switch_is_refused_when_any_replica_sees_the_new_colour_down(cluster: Cluster) -> None:
@@ -128,6 +139,20 @@ def test_the_switch_is_refused_when_any_replica_sees_the_new_colour_down(cluster
         cluster.router().switch("green")
 
     assert set(colours(cluster).values()) == {"blue"}
+
+
+def test_the_switch_waits_for_a_server_that_comes_up_within_its_bound(cluster: Cluster) -> None:
+    # A task rescheduled off a lost node: DOWN on one replica for a moment, then UP.
+    fake = cluster.fakes["node2"]
+    fake.status["api_green"] = "DOWN"
+    timer = threading.Timer(0.4, lambda: fake.status.update(api_green="UP"))
+    timer.start()
+
+    result = cluster.router(ready_s=10).switch("green")
+
+    timer.join()
+    assert set(colours(cluster).values()) == {"green"}
+    assert result.preflight_ms >= 300
 
 
 def test_empty_template_slots_do_not_count_and_missing_servers_do(cluster: Cluster) -> None:
