@@ -159,11 +159,23 @@ def for_stack_deploy(resolved: Mapping[str, Any], services: Sequence[str]) -> di
     if missing:
         raise ConfigError(f"the stack file has no service {', '.join(missing)}")
     doc = {k: v for k, v in resolved.items() if k != "services"}
-    doc["services"] = {
-        name: {k: v for k, v in found[name].items() if k not in ("build", "profiles")}
-        for name in services
-    }
+    doc["services"] = {name: _for_swarm(found[name]) for name in services}
     return doc
+
+
+def _for_swarm(service: Mapping[str, Any]) -> dict[str, Any]:
+    """One service as ``docker stack deploy`` reads it.
+
+    Compose resolves ``cpus: "0.5"`` to a number, which the stack loader refuses.
+    """
+    out = {k: v for k, v in service.items() if k not in ("build", "profiles")}
+    resources = dict(out.get("deploy", {}).get("resources") or {})
+    for kind in ("limits", "reservations"):
+        if isinstance(resources.get(kind), dict) and "cpus" in resources[kind]:
+            resources[kind] = {**resources[kind], "cpus": str(resources[kind]["cpus"])}
+    if resources:
+        out["deploy"] = {**out["deploy"], "resources": resources}
+    return out
 
 
 def slot_of(task: Mapping[str, Any]) -> str:
@@ -306,10 +318,14 @@ class SwarmStack(Stack):
         self.wait_healthy(services, self.config.healthy_timeout_s)
 
     def recreate(self, services: Sequence[str]) -> None:
-        """The services at the release now recorded; waiting for health is the caller's.
+        """The services in fresh tasks at the release now recorded; health is the caller's.
 
-        Swarm replaces their tasks (start-first when the file says so).
+        Those running are scaled to 0 first: they are the idle colour, no user waits on them,
+        and a start-first update that a lost node leaves without room would stall.
         """
+        running = [s for s in services if self.tasks.replicas(s) > 0]
+        if running:
+            self.stop(running)
         self.progress(f"deploying {', '.join(services)} to the swarm")
         self._deploy(services)
 
@@ -474,7 +490,7 @@ class SwarmStack(Stack):
         if not cfg.migrate_command:
             return
         service = cfg.migrate_service_of(colour)
-        spec = self._specs()[service]
+        spec = self.compose.services()[service]  # at the release now recorded
         resolved = self._resolved()
         networks = (resolved["services"][service].get("networks") or {"default": None}).keys()
         network = f"{cfg.project_name}_{next(iter(networks))}"

@@ -126,6 +126,20 @@ class ScratchDatabase:
         return self.database.query(self.name, sql)
 
 
+def remote_engine(environ: Mapping[str, str]) -> str | None:
+    """The Docker engine's address when it is another host's (``DOCKER_HOST``), else None.
+
+    A container's address on a private network is reachable only from the engine's own host.
+    """
+    host = environ.get("DOCKER_HOST", "")
+    if host.startswith("ssh://"):
+        return host
+    if host.startswith("tcp://"):
+        name = host[len("tcp://") :].rsplit(":", 1)[0].strip("[]")
+        return None if name in ("localhost", "127.0.0.1", "::1") else host
+    return None
+
+
 def error_lines(logs: str, limit: int = 5) -> list[str]:
     """Distinct ``SomethingError: message`` lines of a log, JSON-escaped tracebacks included."""
     found: list[str] = []
@@ -356,6 +370,13 @@ class MigrationRehearsal:
         port = self.config.rehearsal_port
         if not port:
             raise DeployError("rehearsal_port is 0: the live colour's port on the copy is unknown")
+        remote = remote_engine(self.config.environment)
+        if remote:
+            raise DeployError(
+                f"the live colour on the copy would run on the engine at {remote}, whose "
+                "container networks this host does not reach: run the deploy on that host "
+                "(DOCKER_HOST unset), or set rehearsal_port = 0"
+            )
         service = self.config.migrate_service_of(self.live_colour)
         name = self.names.live(self.live_colour)
         start = time.monotonic()

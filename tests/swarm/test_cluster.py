@@ -12,7 +12,7 @@ import pytest
 
 from tests.swarm.cluster import PROBE_IMAGE, ClusterError, SwarmCluster, ensure_image
 
-pytestmark = pytest.mark.swarm
+pytestmark = [pytest.mark.integration, pytest.mark.swarm]
 
 # Per run: another run's network may still be leaving the swarm.
 NETWORK = f"bgswarm-test-net-{os.getpid()}"

@@ -17,6 +17,7 @@ from pytest_bluegreen.checks.rehearsal import (
     error_lines,
     pending_lines,
     rehearsal_env,
+    remote_engine,
 )
 from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.errors import BackupError, DeployError, StackError
@@ -303,3 +304,19 @@ def test_without_a_healthcheck_the_server_is_ready_when_it_answers_a_query() -> 
     made.prepare()
     assert [c for c in cli.calls if c[0] == "exec"] == []
     assert database.restored == [(Path("/b/r4.dump"), "shop", True)]
+
+
+@pytest.mark.parametrize(
+    ("docker_host", "remote"),
+    [
+        ("", None),
+        ("unix:///var/run/docker.sock", None),
+        ("tcp://127.0.0.1:2375", None),
+        ("tcp://172.29.0.11:2375", "tcp://172.29.0.11:2375"),
+        ("ssh://deploy@manager", "ssh://deploy@manager"),
+    ],
+)
+def test_an_engine_on_another_host_is_told_apart(docker_host: str, remote: str | None) -> None:
+    # Its containers' private addresses are not reachable from here: the live colour on the
+    # copy cannot be probed, and a stranger answering at that address must not pass for it.
+    assert remote_engine({"DOCKER_HOST": docker_host} if docker_host else {}) == remote

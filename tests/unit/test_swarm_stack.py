@@ -19,7 +19,11 @@ RESOLVED: dict[str, Any] = {
     "services": {
         "db": {"image": "reg/db:1", "build": {"context": "/x/db"}},
         "api-blue": {"image": "reg/api:r1", "build": {"context": "/x/app"}, "deploy": {}},
-        "api-green": {"image": "reg/api:r2", "build": {"context": "/x/app"}},
+        "api-green": {
+            "image": "reg/api:r2",
+            "build": {"context": "/x/app"},
+            "deploy": {"replicas": 2, "resources": {"limits": {"cpus": 0.5, "memory": "64M"}}},
+        },
     },
     "networks": {"shop": {"driver": "overlay", "attachable": True}},
     "secrets": {"site_pem": {"file": "/x/.bluegreen/tls/site.pem"}},
@@ -29,7 +33,13 @@ RESOLVED: dict[str, Any] = {
 def test_a_stack_deploy_is_given_only_the_services_named_without_their_build() -> None:
     doc = for_stack_deploy(RESOLVED, ["api-green"])
 
-    assert doc["services"] == {"api-green": {"image": "reg/api:r2"}}
+    assert doc["services"] == {
+        "api-green": {
+            "image": "reg/api:r2",
+            # Compose resolves cpus to a number; the stack loader wants a string.
+            "deploy": {"replicas": 2, "resources": {"limits": {"cpus": "0.5", "memory": "64M"}}},
+        }
+    }
     assert doc["networks"] == RESOLVED["networks"]  # what the services use stays declared
     assert doc["secrets"] == RESOLVED["secrets"]
     assert "api-blue" in RESOLVED["services"]  # the resolved file itself is left as it was

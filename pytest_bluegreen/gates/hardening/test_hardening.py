@@ -37,6 +37,9 @@ def containers(
     """The running container of each routed service of the colour under test."""
     if bluegreen_colour is None:
         not_applicable("no colour under test: nothing deploys and none is recorded live")
+    if bluegreen_config.swarm:
+        # Its tasks run on other nodes than the manager's engine, which is all a deploy reaches.
+        not_applicable("on a swarm: the containers are not on the engine the deploy talks to")
     services = bluegreen_config.services_of(bluegreen_colour)
     return [Container(service, service, bluegreen_host(service)) for service in services]
 
