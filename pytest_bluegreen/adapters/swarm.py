@@ -45,6 +45,7 @@ STACK_LABEL: Final = "com.docker.stack.namespace"
 SERVICE_LABEL: Final = "com.docker.swarm.service.name"
 MAP_IN_REPLICA: Final = "/tmp/active.map"  # where each replica's entrypoint writes its map
 FAILED: Final = ("failed", "rejected")
+CONTAINER_STARTED: Final = ("ready", "starting", "running")  # its process may be serving
 GONE: Final = ("shutdown", "complete", "orphaned", "remove")
 FAILURES_BEFORE_GIVING_UP: Final = 3  # Swarm retries a failing task forever; a deploy does not
 
@@ -108,7 +109,11 @@ class SwarmTasks:
         ]
 
     def replicas_of(self, service: str) -> list[Replica]:
-        """The running tasks of ``service`` as router replicas: node name and address."""
+        """The tasks of ``service`` whose container runs, healthy or not yet: router replicas.
+
+        A replica still starting (its healthcheck pending) may already serve, with the colour
+        it adopted from a peer before the switch: a switch must reach it too.
+        """
         ready = self.ready_nodes()
         return [
             Replica(
@@ -116,7 +121,10 @@ class SwarmTasks:
                 node=ready[t["NodeID"]]["Description"]["Hostname"],
                 address=ready[t["NodeID"]]["Status"]["Addr"],
             )
-            for t in self.running(service)
+            for t in self.tasks(service)
+            if t["DesiredState"] == "running"
+            and t["Status"]["State"] in CONTAINER_STARTED
+            and t.get("NodeID") in ready
         ]
 
     def placement(self, services: Iterable[str]) -> dict[str, list[str]]:
