@@ -460,6 +460,11 @@ class Stack:
     def running_services(self, services: Iterable[str]) -> list[str]:
         return [s for s in services if self.container_ids(s, running_only=True)]
 
+    def placement(self, services: Iterable[str]) -> dict[str, list[str]]:
+        """The host's name once per running container of each service (one host here)."""
+        host = socket.gethostname()
+        return {s: [host] * len(self.container_ids(s, running_only=True)) for s in services}
+
     def wait_healthy(self, services: Sequence[str], timeout_s: float) -> None:
         """Wait (bounded) until Docker reports every container of ``services`` healthy."""
         deadline = time.monotonic() + timeout_s

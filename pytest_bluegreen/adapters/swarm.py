@@ -261,6 +261,10 @@ class SwarmStack(Stack):
     def running_services(self, services: Iterable[str]) -> list[str]:
         return [s for s in services if self.tasks.running(s)]
 
+    def placement(self, services: Iterable[str]) -> dict[str, list[str]]:
+        """The node of each running task of each service."""
+        return self.tasks.placement(services)
+
     # -- images ----------------------------------------------------------------------------------
 
     def _build_compose_env(self) -> dict[str, str]:
@@ -599,9 +603,3 @@ class SwarmHost(ComposeHost):
         if not stack.running_services([db]):
             stack.start([db])
         return open_database(self.config, stack.local_container(db))
-
-    def placement(self) -> dict[str, list[str]]:
-        """Which node runs each service's tasks now."""
-        stack = self.stack
-        assert isinstance(stack, SwarmStack)
-        return stack.tasks.placement(stack.read_services())

@@ -464,6 +464,7 @@ class Deployment:
             raise
         finally:
             self._stop_load()
+            self._record_placement()
             self.records.save(self.record)
             self.outputs.emit("deploy.end", result=self.record.result, error=self.record.error)
             for problem in self.outputs.publish_metrics(self.record):
@@ -473,6 +474,17 @@ class Deployment:
             self._notify(kinds.get(self.record.result, "failure"))
             self.outputs.close()
             self.lock.release()
+
+    def _record_placement(self) -> None:
+        """Which host (a swarm's node) runs each service now, for the record and the report."""
+        if not self.services:
+            return
+        try:
+            placement = self.stack.placement(self.services)
+        except Exception as exc:  # a record without it is still the record
+            self.say("placement.failed", f"placement not recorded: {exc}", level="warning")
+            return
+        self.record.placement = {s: hosts for s, hosts in placement.items() if hosts}
 
     def _prune_images(self) -> None:
         """Old release images go: the newest ``keep_releases``, live and previous stay."""

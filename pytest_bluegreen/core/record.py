@@ -118,6 +118,8 @@ class DeployRecord:
     # The last lines of each service of a colour that failed (aborted or rolled back from).
     logs: dict[str, Any] | None = None
     reports: dict[str, Any] | None = None  # the session's HTML report and JUnit file, if any
+    # Where each service's containers or tasks ran when the deploy ended: service -> hosts.
+    placement: dict[str, Any] | None = None
     pid: int = field(default_factory=os.getpid)
     hostname: str = field(default_factory=socket.gethostname)
 
@@ -188,6 +190,7 @@ class DeployRecord:
             error=read.get("error", "a string or null", _is_str_or_none, None),
             logs=read.optional_object("logs"),
             reports=read.optional_object("reports"),
+            placement=read.optional_object("placement"),
             pid=read.get("pid", "an integer", _is_int),
             hostname=read.text("hostname"),
         )

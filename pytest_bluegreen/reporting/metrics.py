@@ -124,6 +124,16 @@ class DeployCollector(Collector):
                 project,
                 record.rollback_s,
             )
+        if record.placement:
+            tasks = GaugeMetricFamily(
+                "bluegreen_service_tasks",
+                "Running containers or tasks of each service per host (a swarm's node).",
+                labels=[*labels, "service", "node"],
+            )
+            for service, hosts in sorted(record.placement.items()):
+                for host, count in sorted(Counter(hosts).items()):
+                    tasks.add_metric([project, shown(service), shown(host)], count)
+            yield tasks
         counts = Counter(r.result for r in self.history)
         deploys = CounterMetricFamily(
             "bluegreen_deploys", "Deploys on record, by result.", labels=[*labels, "result"]

@@ -123,6 +123,14 @@ def switch_section(record: DeployRecord) -> str:
     return '<h2 id="bluegreen-switch">Switch (HAProxy runtime API)</h2>' + _table(rows, "switch")
 
 
+def placement_section(record: DeployRecord) -> str:
+    """Which host or node ran each service at the end (a swarm's nodes, or this host)."""
+    if not record.placement:
+        return ""
+    rows = [(service, ", ".join(hosts)) for service, hosts in sorted(record.placement.items())]
+    return '<h2 id="bluegreen-placement">Where each service ran</h2>' + _table(rows, "placement")
+
+
 def backup_section(record: DeployRecord) -> str:
     backup = record.backup
     if not backup:
@@ -200,6 +208,7 @@ def sections(record: DeployRecord, config: StackConfig, secrets: Iterable[str] =
         timeline_section(record),
         load_section(record),
         switch_section(record),
+        placement_section(record),
         backup_section(record),
         migration_section(record),
         logs_section(record),

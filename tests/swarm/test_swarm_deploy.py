@@ -34,6 +34,7 @@ import pytest
 import requests
 import tomli_w
 import tomllib
+from prometheus_client.parser import text_string_to_metric_families
 from requests.adapters import HTTPAdapter
 
 from pytest_bluegreen.adapters.haproxy import RuntimeAPI, parse_show_map
@@ -256,6 +257,19 @@ def test_a_first_release_spreads_over_the_nodes(shop: SwarmShop) -> None:
     assert sorted(shop.placement("loadbalancer")) == sorted(n.name for n in nodes)
     assert shop.placement("db") == [shop.cluster.manager.name]
     assert shop.placement("worker-blue"), "the first release's worker runs"
+    # The record, the HTML report and the metrics say which node ran what.
+    assert sorted(record["placement"]["api-blue"]) == api
+    html = Path(record["reports"]["html"]).read_text(encoding="utf-8")
+    assert 'id="bluegreen-placement"' in html
+    assert all(node in html for node in api)
+    metrics = (shop.home / ".bluegreen" / "metrics" / "bluegreen.prom").read_text()
+    tasks = {
+        sample.labels["node"]: sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "bluegreen_service_tasks" and sample.labels["service"] == "api-blue"
+    }
+    assert tasks == dict.fromkeys(api, 1.0)
 
 
 def test_a_release_with_a_migration_switches_every_replica_under_load(shop: SwarmShop) -> None:

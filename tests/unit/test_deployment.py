@@ -107,6 +107,9 @@ class FakeStack:
     def running_services(self, services: Iterable[str]) -> list[str]:
         return [s for s in services if s in self.running]
 
+    def placement(self, services: Iterable[str]) -> dict[str, list[str]]:
+        return {s: ["node-a"] for s in services if s in self.running}
+
     def start(self, services: Sequence[str]) -> None:
         self.started += services
         self.running.update(services)
@@ -342,6 +345,9 @@ def test_a_deploy_that_passes_every_stage_makes_the_new_colour_live(tmp_path: Pa
     assert world.outputs.notified == ["start", "success"]
     assert world.outputs.closed
     assert DeployLock(world.config.lock_file).running() is None
+    placement = world.deployment.record.placement or {}
+    assert placement["backend-green"] == ["node-a"]  # the record says where it ran
+    assert "backend-blue" not in placement  # retired: it runs nowhere
 
 
 def test_a_shared_service_that_is_not_running_is_started_and_a_running_one_left_alone(

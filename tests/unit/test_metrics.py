@@ -21,6 +21,7 @@ def record(result: str = "rolled_back", deploy_id: str = "20261129T001503Z-00ab1
     rec.set_stage("switch", "failed", 7.2, "2 requests failed")
     rec.load = {"total": {"requests": 126, "failures": 2}, "p99_overhead_ms": 4.5}
     rec.rollback_s = 0.083
+    rec.placement = {"api-green": ["node2", "node3", "node3"]}
     rec.finish(result, error="x")  # type: ignore[arg-type]
     return rec
 
@@ -52,6 +53,8 @@ def test_the_text_parses_and_carries_the_records_values() -> None:
     assert value(found, "bluegreen_switch_p99_overhead_seconds") == pytest.approx(0.0045)
     assert value(found, "bluegreen_rollback_seconds") == 0.083
     assert value(found, "bluegreen_rollbacks_total") == 1
+    assert value(found, "bluegreen_service_tasks", service="api-green", node="node3") == 2
+    assert value(found, "bluegreen_service_tasks", service="api-green", node="node2") == 1
     assert value(found, "bluegreen_deploys_total", result="deployed") == 1
     assert value(found, "bluegreen_deploys_total", result="aborted") == 0
     info_labels = {

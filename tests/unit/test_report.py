@@ -91,6 +91,7 @@ def rolled_back() -> DeployRecord:
         "verify_s": 0.7,
     }
     record.switch = {"from_colour": "blue", "to_colour": "green", "total_ms": 4.321}
+    record.placement = {"api-green": ["node2", "node3"], "db": ["node1"]}
     record.load = {
         "before": {"requests": 60, "failures": 0, "p50_ms": 10.0, "p99_ms": 30.0},
         "first_second": {"requests": 18, "failures": 2, "p50_ms": 12.0, "p99_ms": 90.0},
@@ -119,6 +120,7 @@ def test_sections_carry_the_records_own_numbers(stack: StackConfig) -> None:
         "timeline",
         "load",
         "switch",
+        "placement",
         "backup",
         "logs",
         "environment",
@@ -134,6 +136,7 @@ def test_sections_carry_the_records_own_numbers(stack: StackConfig) -> None:
     assert fields["total"] == "99 requests, 2 failed, p50 11.0 ms, p99 90.0 ms"
     assert fields["back on the old colour after"] == "12.5 ms"
     assert fields["total_ms"] == "4.321 ms"
+    assert fields["api-green"] == "node2, node3"  # which node ran what
     assert 'class="bluegreen-load-chart"' in html
     assert 'data-values="30 90 35"' in html  # the chart is drawn from this record's series
     assert "boom: password" in html  # the failed colour's log
