@@ -292,6 +292,7 @@ def test_a_release_with_a_migration_switches_every_replica_under_load(shop: Swar
     assert shop.rows() == rows
     assert shop.placement("worker-green")
     assert not shop.placement("worker-blue")
+    assert not shop.placement("api-blue")  # retired: scaled to 0 after the bake
 
 
 def test_a_loadbalancer_replica_killed_before_the_switch(shop: SwarmShop) -> None:
