@@ -121,6 +121,21 @@ def read_map_file(path: Path) -> Colour | None:
     return None
 
 
+def wait_ready(
+    not_ready: Callable[[], list[ServerState]],
+    what: str,
+    timeout_s: float,
+    clock: Callable[[], float] = time.perf_counter,
+) -> None:
+    """Poll ``not_ready`` until it is empty; past ``timeout_s``, ``what`` and the servers left."""
+    deadline = clock() + timeout_s
+    while down := not_ready():
+        if clock() >= deadline:
+            listing = ", ".join(f"{s.backend}/{s.server} {s.status}" for s in down)
+            raise RouterError(f"{what} after {timeout_s:.0f}s: {listing}")
+        time.sleep(0.2)
+
+
 class HAProxyRouter:
     """The live colour, as HAProxy itself holds it."""
 
@@ -181,14 +196,8 @@ class HAProxyRouter:
 
     def wait_ready(self, colour: Colour, timeout_s: float) -> None:
         """Wait (bounded) until HAProxy's own health checks see every server of ``colour`` UP."""
-        deadline = self._clock() + timeout_s
-        while down := self.not_ready(colour):
-            if self._clock() >= deadline:
-                listing = ", ".join(f"{s.backend}/{s.server} {s.status}" for s in down)
-                raise RouterError(
-                    f"{colour} is not UP in HAProxy after {timeout_s:.0f}s: {listing}"
-                )
-            time.sleep(0.2)
+        what = f"{colour} is not UP in HAProxy"
+        wait_ready(lambda: self.not_ready(colour), what, timeout_s, self._clock)
 
     def drain(self, colour: Colour, timeout_s: float) -> DrainResult:
         """Wait (bounded) until ``colour`` has no current or queued sessions.

@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar
 
-from pytest_bluegreen.adapters.haproxy import MAP_KEY, HAProxyRouter, RuntimeAPI, write_map_file
+from pytest_bluegreen.adapters.haproxy import (
+    MAP_KEY,
+    HAProxyRouter,
+    RuntimeAPI,
+    wait_ready,
+    write_map_file,
+)
 from pytest_bluegreen.core.colours import Colour, other_colour
 from pytest_bluegreen.core.errors import RouterError
 from pytest_bluegreen.core.ports import DrainResult, ServerState, SwitchResult
@@ -152,14 +158,8 @@ class ReplicatedRouter:
 
     def wait_ready(self, colour: Colour, timeout_s: float) -> None:
         """Wait (bounded) until every replica sees every server of ``colour`` UP."""
-        deadline = self._clock() + timeout_s
-        while down := self.not_ready(colour):
-            if self._clock() >= deadline:
-                listing = ", ".join(f"{s.backend}/{s.server} {s.status}" for s in down)
-                raise RouterError(
-                    f"{colour} is not UP in every HAProxy replica after {timeout_s:.0f}s: {listing}"
-                )
-            time.sleep(0.2)
+        what = f"{colour} is not UP in every HAProxy replica"
+        wait_ready(lambda: self.not_ready(colour), what, timeout_s, self._clock)
 
     def drain(self, colour: Colour, timeout_s: float) -> DrainResult:
         """Drain ``colour`` on every replica side by side; a gone replica has nothing left."""
