@@ -23,7 +23,7 @@ import secrets
 import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from functools import cached_property
+from datetime import datetime
 from typing import Any, Final
 
 import yaml
@@ -223,18 +223,16 @@ class SwarmStack(Stack):
         progress: Progress = lambda message: None,
         engine: DockerEngine | None = None,
         compose_command: tuple[str, ...] | None = None,
+        tasks: SwarmTasks | None = None,
     ) -> None:
         super().__init__(config, progress, engine, compose_command)
-        self.tasks = SwarmTasks(config.project_name, self.engine.client)
+        self.tasks = tasks or SwarmTasks(config.project_name, self.engine.client)
         self.cli = DockerCLI(timeout_s=config.command_timeout_s)
-
-    @cached_property
-    def swarm_router(self) -> ReplicatedRouter:
-        return swarm_router(self.config, self.tasks)
+        self._router = swarm_router(config, self.tasks)
 
     @property
     def router(self) -> ReplicatedRouter:
-        return self.swarm_router
+        return self._router
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -525,12 +523,6 @@ class SwarmStack(Stack):
             raise StackError(f"'{' '.join(command)}' failed (exit {code.strip()}):\n{tail}")
         return output
 
-    def prune_release_images(
-        self, keep: int, protect: Iterable[str], specs: dict[str, ServiceSpec] | None = None
-    ) -> list[str]:
-        """Old releases' images on the manager; the registry and the other nodes keep theirs."""
-        return super().prune_release_images(keep, protect, specs)
-
     def down(self, *, volumes: bool = False) -> None:
         """Remove the stack (and the manager's volumes of it); bounded wait until it is gone."""
         project = self.config.project_name
@@ -554,8 +546,6 @@ def _image(task: Mapping[str, Any]) -> str:
 
 def _created(task: Mapping[str, Any]) -> float:
     """A task's creation time as epoch seconds (Docker gives RFC 3339 with nanoseconds)."""
-    from datetime import datetime
-
     raw = str(task.get("CreatedAt", ""))
     head, _, fraction = raw.rstrip("Z").partition(".")
     try:
@@ -589,10 +579,7 @@ class SwarmHost(ComposeHost):
 
     def open_stack(self) -> Stack:
         if self._stack is None:
-            stack = SwarmStack(self.config, progress=self.progress)
-            stack.__dict__["swarm_router"] = self.router  # one router, one view of the replicas
-            self._tasks._client = stack.engine.client
-            self._stack = stack
+            self._stack = SwarmStack(self.config, progress=self.progress, tasks=self._tasks)
         return self._stack
 
     def database(self) -> DatabaseAdapter:
