@@ -24,6 +24,7 @@ import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Final
 
 import yaml
@@ -303,24 +304,9 @@ class SwarmStack(Stack):
         doc = for_stack_deploy(self._resolved(env), services)
         argv = ["docker", "stack", "deploy", "--with-registry-auth", "--prune=false"]
         argv += ["--compose-file", "-", self.config.project_name]
-        try:
-            result = subprocess.run(
-                argv,
-                input=yaml.safe_dump(doc, sort_keys=False),
-                capture_output=True,
-                text=True,
-                timeout=300,
-                cwd=self.config.project_dir,
-            )
-        except FileNotFoundError:
-            raise DockerUnavailable("cannot run 'docker': not installed or not on PATH") from None
-        except subprocess.TimeoutExpired:
-            raise CommandTimeout(
-                f"docker stack deploy of {', '.join(services)} timed out"
-            ) from None
-        if result.returncode != 0:
-            output = (result.stderr + result.stdout).strip()
-            raise StackError(f"docker stack deploy of {', '.join(services)} failed:\n{output}")
+        what = f"docker stack deploy of {', '.join(services)}"
+        stdin = yaml.safe_dump(doc, sort_keys=False)
+        _run(argv, 300, what, stdin=stdin, cwd=self.config.project_dir)
 
     def start(self, services: Sequence[str]) -> None:
         self.progress(f"deploying {', '.join(services)} to the swarm")
@@ -555,17 +541,30 @@ def _created(task: Mapping[str, Any]) -> float:
     return stamp + float(f"0.{fraction[:6] or 0}")
 
 
-def _run(argv: Sequence[str], timeout_s: float, what: str) -> str:
+def _run(
+    argv: Sequence[str],
+    timeout_s: float,
+    what: str,
+    stdin: str | None = None,
+    cwd: Path | None = None,
+) -> str:
+    """One docker CLI command, bounded; ``stdin`` is its input (nothing when None)."""
     try:
         result = subprocess.run(
-            list(argv), capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL
+            list(argv),
+            input=stdin,
+            stdin=subprocess.DEVNULL if stdin is None else None,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            cwd=cwd,
         )
     except FileNotFoundError:
         raise DockerUnavailable("cannot run 'docker': not installed or not on PATH") from None
     except subprocess.TimeoutExpired:
         raise CommandTimeout(f"{what} did not finish within {timeout_s:g}s") from None
     if result.returncode != 0:
-        raise StackError(f"{what} failed: {(result.stderr + result.stdout).strip()}")
+        raise StackError(f"{what} failed:\n{(result.stderr + result.stdout).strip()}")
     return result.stdout
 
 
