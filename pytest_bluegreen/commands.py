@@ -7,6 +7,7 @@ from this host's adapters: the only place that picks the adapters for the core.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Final
 
 from pytest_bluegreen.adapters.compose import detect_compose_command
@@ -16,12 +17,12 @@ from pytest_bluegreen.adapters.stack import Progress, Stack, router_for
 from pytest_bluegreen.core.colours import COLOURS, Colour, other_colour
 from pytest_bluegreen.core.config import LB_STATE_IN_CONTAINER, StackConfig
 from pytest_bluegreen.core.deployment import Deployment
-from pytest_bluegreen.core.errors import BluegreenError, DeployError, LockError
+from pytest_bluegreen.core.errors import BluegreenError, DeployError, LiveColourChanged, LockError
 from pytest_bluegreen.core.lock import DeployLock
 from pytest_bluegreen.core.ports import DeployObserver, NoObserver
 from pytest_bluegreen.core.record import DeployRecord, RecordStore, new_deploy_id, utc_timestamp
-from pytest_bluegreen.core.rollback import describe_failure, roll_back
-from pytest_bluegreen.core.state import load_state, save_state
+from pytest_bluegreen.core.rollback import RollbackResult, describe_failure, roll_back
+from pytest_bluegreen.core.state import ColourState, load_state, save_state
 from pytest_bluegreen.reporting import metrics
 from pytest_bluegreen.reporting.outputs import DeployOutputs
 from pytest_bluegreen.reporting.secrets import SecretPolicy
@@ -181,7 +182,7 @@ def switch(
     return (
         f"switched {result.from_colour} -> {result.to_colour} in {result.total_ms:.1f} ms "
         f"(preflight {result.preflight_ms:.1f}, set map {result.switch_ms:.1f}, "
-        f"persist {result.persist_ms:.1f}, verify {result.verify_ms:.1f})"
+        f"verify {result.verify_ms:.1f}, persist {result.persist_ms:.1f})"
     )
 
 
@@ -191,28 +192,36 @@ def rollback(
     """Switch back to the previous colour if it ran a release here, and prove it serves.
 
     The same rollback a deploy runs (:func:`pytest_bluegreen.core.rollback.roll_back`), under
-    the deploy lock; recorded, with its metrics.
+    the deploy lock; recorded, with its metrics. Nothing but the lock, the state file and one
+    round trip to HAProxy stands before traffic moves when the previous colour still runs:
+    Docker is reached only to start it again, or afterwards.
     """
     lock = DeployLock(config.lock_file)
     record_id = new_deploy_id()
-    lock.acquire(record_id, utc_timestamp())
+    lock.acquire(record_id, utc_timestamp(), sync=False)  # synced once traffic has moved
     try:
         host = host_for(config, progress)
-        stack = host.open_stack()
         state = load_state(config.state_file)
-        stack.release_env = state.release_env()
-        live = host.router.active_colour()
-        old = other_colour(live)
-        if old not in state.releases:
-            raise DeployError(f"{old} never ran a release here: nothing to roll back to")
+
+        def revive(colour: Colour) -> None:
+            stack = host.open_stack()
+            stack.release_env = state.release_env()
+            stack.revive(colour)
+
+        # The recorded live colour, checked by the switch itself; HAProxy's word when they differ.
+        live = state.live if state.live is not None else host.router.active_colour()
+        started_at, since = utc_timestamp(), time.monotonic()
+        try:
+            result = _roll_back_from(live, state, host, revive, since, observer)
+        except LiveColourChanged as changed:  # switched by hand, or a deploy killed after it
+            live = changed.live
+            result = _roll_back_from(live, state, host, revive, since, observer)
+        lock.sync()
+        old = result.to_colour
         record = DeployRecord(
             id=record_id, release=state.releases[old], from_colour=live, to_colour=old
         )
-        record.started_at = utc_timestamp()
-        result = roll_back(
-            stack, host.router, host.colour_serves, old, live, time.monotonic(),
-            observer or NoObserver(),
-        )  # fmt: skip
+        record.started_at = started_at
         record.rollback_s = round(result.back_s, 3)
         if not result.verified:
             raise DeployError(describe_failure(result))
@@ -220,11 +229,12 @@ def rollback(
         record.rollback_verified_s = round(result.verified_s, 3)
         state.live = old
         state.last_deploy = record_id
+        state.retired.discard(old)
         save_state(config.state_file, state)
         left_workers = list(config.workers_of(live))
         if left_workers:  # jobs are the live colour's: the one left takes no more
             progress(f"stopping {', '.join(left_workers)}")
-            stack.stop(left_workers)
+            host.open_stack().stop(left_workers)
         record.finish("rolled_back")
         RecordStore(config.state_dir, mask=SecretPolicy.for_config(config).mask_json).save(record)
         for problem in metrics.publish(config, record):
@@ -235,6 +245,24 @@ def rollback(
         )
     finally:
         lock.release()
+
+
+def _roll_back_from(
+    live: Colour,
+    state: ColourState,
+    host: ComposeHost,
+    revive: Callable[[Colour], None],
+    since: float,
+    observer: DeployObserver | None,
+) -> RollbackResult:
+    """Roll back from ``live`` to the other colour, if that one ran a release here."""
+    old = other_colour(live)
+    if old not in state.releases:
+        raise DeployError(f"{old} never ran a release here: nothing to roll back to")
+    return roll_back(
+        revive, host.router, host.colour_serves, old, live, since, observer or NoObserver(),
+        retired=old in state.retired, expect_live=True,
+    )  # fmt: skip
 
 
 def deployment(
@@ -267,6 +295,9 @@ def retire(config: StackConfig, colour: Colour, progress: Progress) -> str:
         stack = stack_for(config, progress)
         if stack.router.active_colour() == colour:
             return f"{colour} is live again (rolled back); not stopped"
+        state = load_state(config.state_file)
+        state.retired.add(colour)  # before the stop: a rollback then starts it first
+        save_state(config.state_file, state)
         stack.stop(list(config.release_services_of(colour)))
         return f"{colour} stopped (containers kept)"
     finally:

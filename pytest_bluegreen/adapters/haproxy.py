@@ -2,7 +2,11 @@
 
 A switch never reloads HAProxy: ``set map`` changes the live colour for the next request, keep-alive
 connections included, and the map file is rewritten atomically so the colour survives a restart.
-The steps follow what measured well (see the design notes): preflight, switch, persist, verify.
+The state is read before the command (the preflight: the live colour, and the new colour's
+servers UP), so the command itself is one round trip that sets the map and reads it back;
+persisting the map file comes after, as the traffic has already moved. A rollback's switch
+reads, sets and reads back in one round trip and checks after (``bench/switch.py`` and
+``bench/rollback.py`` measure both).
 """
 
 from __future__ import annotations
@@ -16,9 +20,9 @@ from pathlib import Path
 from typing import Final
 
 from pytest_bluegreen.core.colours import Colour, is_colour
-from pytest_bluegreen.core.errors import RouterError
+from pytest_bluegreen.core.errors import LiveColourChanged, NotReadyError, RouterError
 from pytest_bluegreen.core.files import write_atomically
-from pytest_bluegreen.core.ports import DrainResult, ServerState, SwitchResult
+from pytest_bluegreen.core.ports import DrainResult, Preflight, ServerState, SwitchResult
 
 MAP_KEY: Final = "active"
 # Server rows only (every proxy, type 4 = servers, every server): a fraction of the full
@@ -26,6 +30,7 @@ MAP_KEY: Final = "active"
 SHOW_SERVERS: Final = "show stat -1 4 -1"
 DRAIN_POLL_S: Final = 0.005  # a request still in flight should not cost a 50 ms poll
 SHUTDOWN_GRACE_S: Final = 5.0  # shut-down sessions are killed asynchronously, within a moment
+PREFLIGHT_FRESH_S: Final = 0.5  # a preflight read this recently stands for one made now
 
 
 class RuntimeAPI:
@@ -64,23 +69,50 @@ class RuntimeAPI:
             raise RouterError(f"HAProxy's runtime API at {self.where}: {exc}") from None
         return b"".join(chunks).decode("utf-8", "replace")
 
+    def execute_all(self, commands: Sequence[str]) -> list[str]:
+        """Several commands in one round trip (``;``-separated); each one's answer, in order.
+
+        HAProxy ends every answer with an empty line, which is how they are told apart.
+        """
+        text = self.execute(";".join(commands))
+        answers: list[str] = []
+        current: list[str] = []
+        for line in text.split("\n"):
+            if line:
+                current.append(line)
+                continue
+            answers.append("\n".join(current))
+            current = []
+            if len(answers) == len(commands):
+                return answers
+        raise RouterError(
+            f"HAProxy at {self.where} answered {len(answers)} of {len(commands)} commands"
+        )
+
 
 def parse_show_stat(text: str) -> list[ServerState]:
-    """The server rows of ``show stat`` CSV (frontend and backend summary rows are left out)."""
+    """The server rows of ``show stat`` CSV (frontend and backend summary rows are left out).
+
+    Read by column position: a switch's preflight parses it between the command and ``set map``.
+    """
     lines = text.strip().splitlines()
     if not lines or not lines[0].startswith("# "):
         raise RouterError(f"unexpected 'show stat' answer: {text[:200]!r}")
-    rows = csv.DictReader([lines[0][2:], *lines[1:]])
+    rows = csv.reader(lines)
+    header = next(rows)
+    column = {name.removeprefix("# "): i for i, name in enumerate(header)}
+    backend, server, status = column["pxname"], column["svname"], column["status"]
+    scur, qcur = column["scur"], column["qcur"]
     return [
         ServerState(
-            backend=row["pxname"],
-            server=row["svname"],
-            status=row["status"],
-            current_sessions=int(row["scur"] or 0),
-            queued=int(row["qcur"] or 0),
+            backend=row[backend],
+            server=row[server],
+            status=row[status],
+            current_sessions=int(row[scur] or 0),
+            queued=int(row[qcur] or 0),
         )
         for row in rows
-        if row["svname"] not in ("FRONTEND", "BACKEND")
+        if row[server] not in ("FRONTEND", "BACKEND")
     ]
 
 
@@ -127,13 +159,17 @@ def wait_ready(
     timeout_s: float,
     clock: Callable[[], float] = time.perf_counter,
 ) -> None:
-    """Poll ``not_ready`` until it is empty; past ``timeout_s``, ``what`` and the servers left."""
+    """Poll ``not_ready`` until it is empty; past ``timeout_s``, ``what`` and the servers left.
+
+    Every 50 ms: a ``show stat`` of the servers costs HAProxy little, and a server seen UP
+    late is time a revive or a deploy waits for nothing.
+    """
     deadline = clock() + timeout_s
     while down := not_ready():
         if clock() >= deadline:
             listing = ", ".join(f"{s.backend}/{s.server} {s.status}" for s in down)
             raise RouterError(f"{what} after {timeout_s:.0f}s: {listing}")
-        time.sleep(0.2)
+        time.sleep(0.05)
 
 
 class HAProxyRouter:
@@ -174,17 +210,20 @@ class HAProxyRouter:
                 raise RouterError(f"HAProxy refused the release of {colour}: {answer}")
 
     def active_colour(self) -> Colour:
-        entries = parse_show_map(self.api.execute(f"show map {self.map_in_container}"))
-        value = entries.get(MAP_KEY)
+        return self._colour_in(self.api.execute(f"show map {self.map_in_container}"))
+
+    def _colour_in(self, show_map: str) -> Colour:
+        value = parse_show_map(show_map).get(MAP_KEY)
         if not is_colour(value):
             raise RouterError(f"HAProxy's map {self.map_in_container} has no valid {MAP_KEY!r}")
         return value
 
     def servers(self, colour: Colour) -> list[ServerState]:
+        return self._servers_in(self.api.execute(SHOW_SERVERS), colour)
+
+    def _servers_in(self, show_stat: str, colour: Colour) -> list[ServerState]:
         backends = set(self.backends_of(colour))
-        states = [
-            s for s in parse_show_stat(self.api.execute(SHOW_SERVERS)) if s.backend in backends
-        ]
+        states = [s for s in parse_show_stat(show_stat) if s.backend in backends]
         missing = backends - {s.backend for s in states}
         if missing:
             raise RouterError(f"HAProxy has no backend named {', '.join(sorted(missing))}")
@@ -226,31 +265,112 @@ class HAProxyRouter:
         while any(s.current_sessions for s in self.servers(colour)) and self._clock() < deadline:
             time.sleep(DRAIN_POLL_S)
 
-    def switch(self, to_colour: Colour) -> SwitchResult:
-        """Send new requests to ``to_colour``: preflight, ``set map``, persist, verify."""
-        clock = self._clock
-        start = clock()
-        from_colour = self.active_colour()
-        down = self.not_ready(to_colour)
+    def preflight(self, to_colour: Colour, *, expect_from: Colour | None = None) -> Preflight:
+        """One round trip: the live colour, and every server of ``to_colour`` UP in HAProxy.
+
+        Raises :class:`NotReadyError` when one is not, :class:`LiveColourChanged` when HAProxy
+        serves another colour than ``expect_from``.
+        """
+        where = self.map_in_container
+        start = self._clock()
+        show_map, show_stat = self.api.execute_all([f"show map {where}", SHOW_SERVERS])
+        from_colour = self._check(show_map, show_stat, to_colour, expect_from)
+        done = self._clock()
+        return Preflight(from_colour, to_colour, done, (done - start) * 1000)
+
+    def _check(
+        self, show_map: str, show_stat: str, to_colour: Colour, expect_from: Colour | None
+    ) -> Colour:
+        """The live colour in ``show_map``, once the answers allow a switch to ``to_colour``."""
+        from_colour = self._colour_in(show_map)
+        if expect_from is not None and from_colour != expect_from:
+            raise LiveColourChanged(from_colour, expect_from)
+        down = [s for s in self._servers_in(show_stat, to_colour) if not s.up]
         if down:
             listing = ", ".join(f"{s.backend}/{s.server} {s.status}" for s in down)
-            raise RouterError(f"refusing to switch to {to_colour}: not UP in HAProxy: {listing}")
-        preflight_done = clock()
-        answer = self.api.execute(f"set map {self.map_in_container} {MAP_KEY} {to_colour}")
-        if answer.strip():
-            raise RouterError(f"HAProxy refused 'set map': {answer.strip()}")
-        switched = clock()
+            raise NotReadyError(f"refusing to switch to {to_colour}: not UP in HAProxy: {listing}")
+        return from_colour
+
+    def switch(
+        self,
+        to_colour: Colour,
+        *,
+        expect_from: Colour | None = None,
+        preflight: Preflight | None = None,
+    ) -> SwitchResult:
+        """Send new requests to ``to_colour``: ``set map`` read back in one round trip, persist.
+
+        The preflight is the one given when it is for ``to_colour`` and younger than
+        ``PREFLIGHT_FRESH_S`` (HAProxy's own view of a server is older than that: its checks
+        run every second), else one is made first; refused then with nothing changed.
+        """
+        fresh = (
+            preflight is not None
+            and preflight.to_colour == to_colour
+            and self._clock() - preflight.taken_at <= PREFLIGHT_FRESH_S
+            and expect_from in (None, preflight.from_colour)
+        )
+        if not fresh or preflight is None:
+            preflight = self.preflight(to_colour, expect_from=expect_from)
+        where = self.map_in_container
+        start = self._clock()
+        answer, show_map = self.api.execute_all(
+            [f"set map {where} {MAP_KEY} {to_colour}", f"show map {where}"]
+        )
+        switched = self._clock()
+        self._confirm(answer, show_map, to_colour)
+        verified = self._clock()
         write_map_file(self.map_file, to_colour)
-        persisted = clock()
-        now_active = self.active_colour()
-        if now_active != to_colour:
-            raise RouterError(f"switch to {to_colour} did not hold: HAProxy serves {now_active}")
-        verified = clock()
+        return SwitchResult(
+            from_colour=preflight.from_colour,
+            to_colour=to_colour,
+            preflight_ms=preflight.took_ms,
+            switch_ms=(switched - start) * 1000,
+            verify_ms=(verified - switched) * 1000,
+            persist_ms=(self._clock() - verified) * 1000,
+        )
+
+    def switch_now(self, to_colour: Colour, *, expect_from: Colour | None = None) -> SwitchResult:
+        """A rollback's switch: read, ``set map`` and read back in one round trip, then check.
+
+        When HAProxy does not see ``to_colour`` UP, the colour it served is set again at once
+        (for that one round trip, new requests went to servers HAProxy holds DOWN) and
+        :class:`NotReadyError` raised; with ``expect_from`` not the colour it served, the
+        ``set map`` changed nothing (two colours: it served ``to_colour`` already) and
+        :class:`LiveColourChanged` is raised.
+        """
+        where = self.map_in_container
+        start = self._clock()
+        show_map, show_stat, answer, after = self.api.execute_all(
+            [
+                f"show map {where}",
+                SHOW_SERVERS,
+                f"set map {where} {MAP_KEY} {to_colour}",
+                f"show map {where}",
+            ]
+        )
+        switched = self._clock()
+        try:
+            from_colour = self._check(show_map, show_stat, to_colour, expect_from)
+        except NotReadyError:
+            self.api.execute(f"set map {where} {MAP_KEY} {self._colour_in(show_map)}")
+            raise
+        self._confirm(answer, after, to_colour)
+        verified = self._clock()
+        write_map_file(self.map_file, to_colour)
         return SwitchResult(
             from_colour=from_colour,
             to_colour=to_colour,
-            preflight_ms=(preflight_done - start) * 1000,
-            switch_ms=(switched - preflight_done) * 1000,
-            persist_ms=(persisted - switched) * 1000,
-            verify_ms=(verified - persisted) * 1000,
+            preflight_ms=0.0,  # in the same round trip as set map
+            switch_ms=(switched - start) * 1000,
+            verify_ms=(verified - switched) * 1000,
+            persist_ms=(self._clock() - verified) * 1000,
         )
+
+    def _confirm(self, answer: str, show_map: str, to_colour: Colour) -> None:
+        """``set map`` answered nothing and the map now says ``to_colour``."""
+        if answer.strip():
+            raise RouterError(f"HAProxy refused 'set map': {answer.strip()}")
+        now_active = self._colour_in(show_map)
+        if now_active != to_colour:
+            raise RouterError(f"switch to {to_colour} did not hold: HAProxy serves {now_active}")

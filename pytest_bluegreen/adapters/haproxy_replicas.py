@@ -26,8 +26,8 @@ from pytest_bluegreen.adapters.haproxy import (
     write_map_file,
 )
 from pytest_bluegreen.core.colours import Colour, other_colour
-from pytest_bluegreen.core.errors import RouterError
-from pytest_bluegreen.core.ports import DrainResult, ServerState, SwitchResult
+from pytest_bluegreen.core.errors import LiveColourChanged, NotReadyError, RouterError
+from pytest_bluegreen.core.ports import DrainResult, Preflight, ServerState, SwitchResult
 
 T = TypeVar("T")
 CONFIRM_POLL_S: Final = 0.1
@@ -179,13 +179,45 @@ class ReplicatedRouter:
         if answers and all(isinstance(a, RouterError) for a in answers.values()):
             raise RouterError(f"no replica took the releases: {_listing(answers)}")
 
-    def switch(self, to_colour: Colour) -> SwitchResult:
-        """``set map`` on every replica at once, then confirmed on every running replica."""
+    def preflight(self, to_colour: Colour, *, expect_from: Colour | None = None) -> Preflight:
+        """Every running replica sees ``to_colour`` UP (a bounded wait); the colour most serve."""
+        start = self._clock()
+        _, answers = self._preflight(to_colour)
+        from_colour = self._most_served(answers, to_colour)
+        if expect_from is not None and from_colour != expect_from:
+            raise LiveColourChanged(from_colour, expect_from)
+        done = self._clock()
+        return Preflight(from_colour, to_colour, done, (done - start) * 1000)
+
+    @staticmethod
+    def _most_served(
+        answers: Mapping[Replica, tuple[Colour, list[ServerState]] | RouterError], to_colour: Colour
+    ) -> Colour:
+        before = Counter(a[0] for a in answers.values() if not isinstance(a, RouterError))
+        return before.most_common(1)[0][0] if before else other_colour(to_colour)
+
+    def switch_now(self, to_colour: Colour, *, expect_from: Colour | None = None) -> SwitchResult:
+        """A rollback's switch: on a cluster, the same as :meth:`switch` (replicas come and go)."""
+        return self.switch(to_colour, expect_from=expect_from)
+
+    def switch(
+        self,
+        to_colour: Colour,
+        *,
+        expect_from: Colour | None = None,
+        preflight: Preflight | None = None,
+    ) -> SwitchResult:
+        """``set map`` on every replica at once, then confirmed on every running replica.
+
+        The preflight is always made here, whatever is given: which replicas run is part of it.
+        With ``expect_from``, refused before any change when the replicas serve another colour.
+        """
         clock = self._clock
         start = clock()
-        replicas, preflight = self._preflight(to_colour)
-        before = Counter(a[0] for a in preflight.values() if not isinstance(a, RouterError))
-        from_colour = before.most_common(1)[0][0] if before else other_colour(to_colour)
+        replicas, answers = self._preflight(to_colour)
+        from_colour = self._most_served(answers, to_colour)
+        if expect_from is not None and from_colour != expect_from:
+            raise LiveColourChanged(from_colour, expect_from)
         preflight_done = clock()
         self._set(replicas, to_colour)
         switched = clock()
@@ -230,7 +262,7 @@ class ReplicatedRouter:
             if not down:
                 return replicas, answers
             if self._clock() >= deadline:
-                raise RouterError(
+                raise NotReadyError(
                     f"refusing to switch to {to_colour}: not UP in HAProxy: {', '.join(down)}"
                 )
             time.sleep(0.2)

@@ -63,7 +63,7 @@ def check_colour_serves(
                 response = session.get(
                     base_url + path, timeout=timeout_s, allow_redirects=path not in expected
                 )
-            except requests.RequestException as exc:
+            except (requests.RequestException, OSError) as exc:  # OSError: the CA file is gone
                 problems.append(f"{path}: {type(exc).__name__}: {exc}")
                 continue
             problem = served_problem(response, expected.get(path, 200), colour, release)

@@ -284,6 +284,7 @@ class Deployment:
             self.stack.migrate(to, seed=self.from_colour is None)
         migrated = self.clock()
         self.stack.recreate(services)
+        self.state.retired.discard(to)
         self.stack.wait_healthy(services, self.config.healthy_timeout_s)
         self.adapters.router.publish_releases(self.state.releases, running=self.router_running)
         if not self.router_running:
@@ -420,6 +421,8 @@ class Deployment:
             )
         delay = self.config.retire_delay_s
         if delay == 0:
+            self.state.retired.add(old)  # before the stop: a rollback then starts it first
+            save_state(self.config.state_file, self.state)
             self.stack.stop(self._colour_containers(old))
             self.say("retire", f"{drained} and stopped (containers kept)")
             return
@@ -508,6 +511,7 @@ class Deployment:
         self.say("abort", f"stopping {', '.join(services)}; {self.from_colour} still serves")
         # Its containers now hold the aborted release: never again a rollback target.
         self.state.releases.pop(self.to_colour, None)
+        self.state.retired.add(self.to_colour)
         save_state(self.config.state_file, self.state)
         self._keep_logs(services)
         self.stack.stop(services)
@@ -524,14 +528,15 @@ class Deployment:
             )
         failed = self.to_colour
         result = roll_back(
-            self.stack,
+            self.stack.revive,
             self.adapters.router,
             self.adapters.colour_serves,
             old,
             failed,
             verdict_at,
             self.observer,
-            self.clock,
+            retired=old in self.state.retired,
+            clock=self.clock,
         )
         self.record.rollback_s = round(result.back_s, 3)
         if not result.verified:
@@ -543,6 +548,8 @@ class Deployment:
         self._stop_load(result.switched_at)
         self.state.live = old
         self.state.releases.pop(failed, None)  # never a rollback target
+        self.state.retired.discard(old)
+        self.state.retired.add(failed)
         save_state(self.config.state_file, self.state)
         services = self._colour_containers(failed)
         self._keep_logs(services)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pytest_bluegreen.core.colours import Colour
+
 
 class BluegreenError(Exception):
     """Base of every error pytest-bluegreen raises on purpose."""
@@ -37,6 +42,18 @@ class StackError(BluegreenError):
 
 class RouterError(BluegreenError):
     """HAProxy's runtime API is unreachable or refused a command."""
+
+
+class NotReadyError(RouterError):
+    """A switch was refused before any change: the router does not see the colour's servers UP."""
+
+
+class LiveColourChanged(RouterError):
+    """A switch was refused before any change: the router serves another colour than expected."""
+
+    def __init__(self, live: Colour, expected: Colour) -> None:
+        super().__init__(f"HAProxy serves {live}, not {expected} as expected: nothing switched")
+        self.live = live
 
 
 class BackupError(BluegreenError):

@@ -36,8 +36,13 @@ class DeployLock:
         self.path = path
         self._handle: IO[str] | None = None
 
-    def acquire(self, deploy_id: str, started_at: str) -> LockHolder | None:
-        """Take the lock or raise :class:`LockError`; return the holder a killed deploy left."""
+    def acquire(self, deploy_id: str, started_at: str, *, sync: bool = True) -> LockHolder | None:
+        """Take the lock or raise :class:`LockError`; return the holder a killed deploy left.
+
+        ``sync=False`` leaves the holder's line unsynced to disk (a process killed still leaves
+        it; a machine that loses power may not) until :meth:`sync`: a rollback takes the lock
+        that way, as the fsync would cost more than moving the traffic.
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release()
         try:
@@ -61,9 +66,15 @@ class DeployLock:
         mine = {"deploy_id": deploy_id, "pid": os.getpid(), "started_at": started_at}
         handle.write(json.dumps(mine) + "\n")
         handle.flush()
-        os.fsync(handle.fileno())
         self._handle = handle
+        if sync:
+            self.sync()
         return stale
+
+    def sync(self) -> None:
+        """The holder's line on disk, so that even a machine's crash leaves it for a repair."""
+        if self._handle is not None:
+            os.fsync(self._handle.fileno())
 
     @property
     def held(self) -> bool:

@@ -39,7 +39,11 @@ class ServerState:
 
 @dataclass(frozen=True, slots=True)
 class SwitchResult:
-    """How one switch went, each step in milliseconds."""
+    """How one switch went, each step in milliseconds.
+
+    ``switch_ms`` is ``set map`` (traffic moves during it); ``verify_ms`` the check that the new
+    colour holds; ``persist_ms`` the map file written, after the traffic moved.
+    """
 
     from_colour: Colour
     to_colour: Colour
@@ -52,6 +56,16 @@ class SwitchResult:
     @property
     def total_ms(self) -> float:
         return self.preflight_ms + self.switch_ms + self.persist_ms + self.verify_ms
+
+
+@dataclass(frozen=True, slots=True)
+class Preflight:
+    """The router's state, read before a switch: it serves ``from_colour``, ``to_colour`` is UP."""
+
+    from_colour: Colour
+    to_colour: Colour
+    taken_at: float  # the router's clock when the answer came
+    took_ms: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,14 +117,30 @@ class BackupResult:
 
 
 class Router(Protocol):
-    """Sends users' requests to one colour; switching is one atomic step."""
+    """Sends users' requests to one colour; switching is one atomic step.
+
+    ``preflight`` reads the state a switch needs and raises ``NotReadyError`` when the colour's
+    servers are not UP, ``LiveColourChanged`` when ``expect_from`` is given and is not the
+    colour it serves; ``switch`` makes one first unless given a fresh one. ``switch_now`` (a
+    rollback's) reads and switches at once, and puts the old colour back when the check fails.
+    """
 
     def active_colour(self) -> Colour: ...
     def servers(self, colour: Colour) -> list[ServerState]: ...
     def not_ready(self, colour: Colour) -> list[ServerState]: ...
     def wait_ready(self, colour: Colour, timeout_s: float) -> None: ...
     def drain(self, colour: Colour, timeout_s: float) -> DrainResult: ...
-    def switch(self, to_colour: Colour) -> SwitchResult: ...
+    def preflight(self, to_colour: Colour, *, expect_from: Colour | None = None) -> Preflight: ...
+    def switch(
+        self,
+        to_colour: Colour,
+        *,
+        expect_from: Colour | None = None,
+        preflight: Preflight | None = None,
+    ) -> SwitchResult: ...
+    def switch_now(
+        self, to_colour: Colour, *, expect_from: Colour | None = None
+    ) -> SwitchResult: ...
     def publish_releases(self, releases: Mapping[Colour, str], *, running: bool) -> None: ...
 
 

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pytest_bluegreen.core.colours import Colour
-from pytest_bluegreen.core.ports import DeployObserver, Router, Stack
+from pytest_bluegreen.core.errors import NotReadyError
+from pytest_bluegreen.core.ports import DeployObserver, Router
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,22 +34,37 @@ class RollbackResult:
 
 
 def roll_back(
-    stack: Stack,
+    revive: Callable[[Colour], None],
     router: Router,
     colour_serves: Callable[[Colour], list[str]],
     to_colour: Colour,
     left_colour: Colour,
     since: float,
     observer: DeployObserver,
+    *,
+    retired: bool,
+    expect_live: bool = False,
     clock: Callable[[], float] = time.monotonic,
 ) -> RollbackResult:
-    """Bring ``to_colour`` back if it was retired, switch to it, then prove it serves.
+    """Switch to ``to_colour`` (started again first when it was ``retired``), then prove it serves.
 
-    When it does not serve and ``left_colour`` does, traffic goes back to ``left_colour``.
+    A colour not retired gets traffic at once: one round trip to the router reads, sets and
+    reads back (``switch_now``); when the router does not see it UP, the colour it served is
+    set again at once, and it is revived and switched to with a preflight. With
+    ``expect_live``, the switch is refused (``LiveColourChanged``) unless the router still
+    serves ``left_colour``. When ``to_colour`` does not serve and ``left_colour`` does, traffic
+    goes back to ``left_colour``.
     """
-    stack.revive(to_colour)
+    if retired:
+        revive(to_colour)
+    expect_from = left_colour if expect_live else None
     switched_at = time.time()
-    router.switch(to_colour)
+    try:
+        router.switch_now(to_colour, expect_from=expect_from)
+    except NotReadyError:  # the router put the colour it served back at once
+        revive(to_colour)
+        switched_at = time.time()
+        router.switch(to_colour, expect_from=expect_from)
     back_s = clock() - since
     observer.traffic_switched(left_colour, to_colour, "rollback")
     problems = colour_serves(to_colour)

@@ -17,9 +17,17 @@ from pytest_bluegreen.core.files import write_atomically
 
 @dataclass(slots=True)
 class ColourState:
+    """``retired``: colours this tool stopped (or was about to stop) since they last started.
+
+    A rollback to a colour not in it sends traffic at once, with HAProxy's check of its servers
+    as the witness; a retired colour is first started again. Marked before a stop, so a stop
+    that fails half-way errs on the side of starting it again.
+    """
+
     live: Colour | None = None
     releases: dict[Colour, str] = field(default_factory=dict)
     last_deploy: str | None = None
+    retired: set[Colour] = field(default_factory=set)
 
     def release_env(self) -> dict[str, str]:
         """``BLUE_RELEASE``/``GREEN_RELEASE`` for Compose, so no command retags a colour."""
@@ -37,6 +45,7 @@ def load_state(path: Path) -> ColourState:
             live=live if is_colour(live) else None,
             releases=releases,
             last_deploy=data.get("last_deploy"),
+            retired={c for c in data.get("retired", []) if is_colour(c)},
         )
     except (ValueError, AttributeError) as exc:
         raise ConfigError(f"{path} is not a valid state file ({exc}); move it away") from None
@@ -48,6 +57,7 @@ def save_state(path: Path, state: ColourState) -> None:
         "live": state.live,
         "releases": {c: state.releases[c] for c in COLOURS if c in state.releases},
         "last_deploy": state.last_deploy,
+        "retired": [c for c in COLOURS if c in state.retired],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, json.dumps(data, indent=2) + "\n", mode=0o644)

@@ -90,6 +90,11 @@ def test_switch_bench(home: Path) -> None:
     retired = [r for r in data["runs"] if "retire_s" in r]
     assert all(r["retired_before_load_end"] for r in retired), retired
     assert medians["touch-hup"]["never_moved"] == 1  # the design's way reloads nothing
+    assert ours["to_set_map_ms"] is not None
+    assert medians["none"]["api_round_trip_ms"] > 0
+    (line,) = data["scale"]  # one rate: one line
+    assert line["rate"] == 60
+    assert line["reload_to_new_ms"] == medians["master-worker"]["effective_ms"]
     assert {"cpus", "haproxy", "commit", "date"} <= set(data["machine"])
     assert data["goals"]
     assert data["notes"]

@@ -24,6 +24,7 @@ class FakeRuntimeAPI:
         self.status = {"api_blue": "UP", "web_blue": "UP", "api_green": "UP", "web_green": "UP"}
         self.sessions = {name: 0 for name in self.status}
         self.commands: list[str] = []
+        self.lines: list[str] = []  # one per connection: a round trip, maybe several commands
         self.refuse_set_map = False
         # The releases map, when its configuration reads one (None: "Unknown map identifier").
         self.releases: dict[str, str] | None = None
@@ -53,9 +54,13 @@ class FakeRuntimeAPI:
                 conn.close()
                 return
             with conn:
-                command = conn.recv(4096).decode().strip()
-                self.commands.append(command)
-                conn.sendall(self.answer(command).encode())
+                line = conn.recv(4096).decode().strip()
+                self.lines.append(line)
+                answers = []
+                for command in line.split(";"):  # several commands in one line, as HAProxy
+                    self.commands.append(command)
+                    answers.append(ended(self.answer(command)))
+                conn.sendall("".join(answers).encode())
 
     def answer(self, command: str) -> str:
         words = command.split()
@@ -93,3 +98,8 @@ class FakeRuntimeAPI:
             self.sessions[backend] = 0
             return "\n"
         return "Unknown command.\n"
+
+
+def ended(answer: str) -> str:
+    """Every answer ends with an empty line, as HAProxy's do (an empty answer is that line)."""
+    return answer if answer == "\n" or answer.endswith("\n\n") else answer + "\n"

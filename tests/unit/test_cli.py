@@ -75,11 +75,13 @@ def test_bad_verb_arguments_are_one_error_line(
     assert capsys.readouterr().err.splitlines()[-1].startswith(message)
 
 
-def test_rollback_without_docker_is_a_clear_error_and_releases_the_lock(
+def test_rollback_without_a_loadbalancer_is_a_clear_error_and_releases_the_lock(
     project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A rollback asks HAProxy first (Docker only to start a retired colour again)."""
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     assert main(["--project-dir", str(project), "rollback"]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert err[-1].startswith("bluegreen: error: cannot reach the Docker daemon")
+    assert err[-1].startswith("bluegreen: error: HAProxy's runtime API is not reachable at ")
+    assert err[-1].endswith("is the loadbalancer running?")
     assert DeployLock(project / ".bluegreen" / "deploy.lock").running() is None

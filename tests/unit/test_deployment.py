@@ -17,7 +17,7 @@ import pytest
 from pytest_bluegreen.core.colours import Colour, other_colour
 from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.deployment import Deployment, Phase
-from pytest_bluegreen.core.errors import DeployError, LockError
+from pytest_bluegreen.core.errors import DeployError, LiveColourChanged, LockError, NotReadyError
 from pytest_bluegreen.core.load import Sample
 from pytest_bluegreen.core.lock import DeployLock, LockHolder
 from pytest_bluegreen.core.ports import (
@@ -25,6 +25,7 @@ from pytest_bluegreen.core.ports import (
     ContainerState,
     DrainResult,
     NotificationKind,
+    Preflight,
     ServerState,
     SwitchResult,
 )
@@ -65,7 +66,24 @@ class FakeRouter:
     def publish_releases(self, releases: Mapping[Colour, str], *, running: bool) -> None:
         self.releases.append((dict(releases), running))
 
-    def switch(self, to_colour: Colour) -> SwitchResult:
+    def preflight(self, to_colour: Colour, *, expect_from: Colour | None = None) -> Preflight:
+        if expect_from is not None and self.live != expect_from:
+            raise LiveColourChanged(self.live, expect_from)
+        if to_colour in self.down:
+            raise NotReadyError(f"{to_colour} is not UP")
+        return Preflight(self.live, to_colour, 0.0, 1.0)
+
+    def switch_now(self, to_colour: Colour, *, expect_from: Colour | None = None) -> SwitchResult:
+        return self.switch(to_colour, expect_from=expect_from)
+
+    def switch(
+        self,
+        to_colour: Colour,
+        *,
+        expect_from: Colour | None = None,
+        preflight: Preflight | None = None,
+    ) -> SwitchResult:
+        self.preflight(to_colour, expect_from=expect_from)
         result = SwitchResult(self.live, to_colour, 1.0, 0.5, 1.0, 1.0)
         self.live = to_colour
         self.switches.append(to_colour)
@@ -426,7 +444,7 @@ def test_a_failure_after_the_switch_rolls_back_and_verifies_the_old_colour(
     world.deployment.conclude("verify", "stage verify failed", world.deployment.clock())
     assert world.router.live == "blue"
     assert world.router.switches == ["green", "blue"]
-    assert world.stack.revived == ["blue"]
+    assert world.stack.revived == []  # blue still ran: no Docker before traffic went back
     assert world.stack.stopped == ["backend-green", "frontend-green"]  # the failed colour
     record = world.deployment.record
     assert record.result == "rolled_back"

@@ -33,13 +33,15 @@ def test_clean_release_leaves_no_stale_holder(tmp_path: Path) -> None:
     second.release()
 
 
-def test_a_killed_holder_is_detected_not_obeyed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sync", [True, False])
+def test_a_killed_holder_is_detected_not_obeyed(tmp_path: Path, sync: bool) -> None:
+    """Synced or not (a rollback's lock), a killed holder's line is there for the next one."""
     path = tmp_path / "deploy.lock"
     script = (
         "import os, sys\n"
         "from pathlib import Path\n"
         "from pytest_bluegreen.core.lock import DeployLock\n"
-        f"DeployLock(Path({str(path)!r})).acquire('killed-1', 't0')\n"
+        f"DeployLock(Path({str(path)!r})).acquire('killed-1', 't0', sync={sync})\n"
         "os.kill(os.getpid(), 9)\n"
     )
     result = subprocess.run([sys.executable, "-c", script], check=False)

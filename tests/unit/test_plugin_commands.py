@@ -133,7 +133,13 @@ def test_a_command_that_cannot_reach_docker_is_one_error_line(
     monkeypatch: pytest.MonkeyPatch,
     command: list[str],
 ) -> None:
-    """In a subprocess: pytester's in-process run takes exit status 2 for a Ctrl-C."""
+    """In a subprocess: pytester's in-process run takes exit status 2 for a Ctrl-C.
+
+    The rollback reaches Docker only to start its colour again: here green was retired.
+    """
+    config = load_config(settings.parent, settings)
+    retired = ColourState(live="blue", releases={"blue": "r1", "green": "r0"}, retired={"green"})
+    save_state(config.state_file, retired)
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "--bg-config", str(settings), *command
@@ -142,6 +148,30 @@ def test_a_command_that_cannot_reach_docker_is_one_error_line(
     result.stderr.fnmatch_lines(["bluegreen: error: cannot reach the Docker daemon*"])
     assert haproxy.colour == "blue"
     assert DeployLock(settings.parent / "s" / "deploy.lock").running() is None
+
+
+def test_a_hot_rollback_moves_traffic_before_it_needs_docker(
+    pytester: pytest.Pytester,
+    settings: Path,
+    haproxy: FakeRuntimeAPI,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Green still runs: one round trip to HAProxy, and no Docker, before traffic is back.
+
+    Nothing answers on the public URL here, so the proof that green serves fails afterwards.
+    """
+    config = load_config(settings.parent, settings)
+    save_state(config.state_file, ColourState(live="blue", releases={"blue": "r1", "green": "r0"}))
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--bg-config", str(settings), "--bg-rollback"
+    )
+    assert result.ret == 2
+    result.stderr.fnmatch_lines(["bluegreen: error: rolled back to green, but it does not serve*"])
+    map_name = "/var/lib/bluegreen/active.map"
+    assert haproxy.lines[0] == (
+        f"show map {map_name};show stat -1 4 -1;set map {map_name} active green;show map {map_name}"
+    )
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -39,3 +40,13 @@ def test_checks_the_colour_and_release_headers(colour: ColourServer) -> None:
         "/: answered by release 'r2', expected r3"
     ]
     assert check_colour_serves(colour.url, ["/"], None, None) == []
+
+
+def test_a_missing_ca_file_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    """A rollback's proof must say why it failed, not end in a traceback."""
+    problems = check_colour_serves(
+        "https://127.0.0.1:9", ["/health"], "blue", tmp_path / "gone" / "ca.pem"
+    )
+    assert len(problems) == 1
+    assert problems[0].startswith("/health: OSError:")
+    assert "gone/ca.pem" in problems[0]

@@ -16,7 +16,7 @@ from pytest_bluegreen.adapters.haproxy import (
     write_map_file,
 )
 from pytest_bluegreen.core.config import StackConfig
-from pytest_bluegreen.core.errors import RouterError
+from pytest_bluegreen.core.errors import LiveColourChanged, NotReadyError, RouterError
 from tests.unit.fake_haproxy import STAT_HEADER, FakeRuntimeAPI
 from tests.unit.reference import REFERENCE
 
@@ -106,12 +106,96 @@ def test_switch_sets_map_persists_and_verifies(
     assert router.active_colour() == "green"
 
 
+def test_a_switch_without_a_preflight_makes_one_first(
+    router: HAProxyRouter, fake: FakeRuntimeAPI
+) -> None:
+    router.switch("green")
+    assert fake.lines == [
+        f"show map {MAP};show stat -1 4 -1",
+        f"set map {MAP} active green;show map {MAP}",
+    ]
+
+
+def test_a_fresh_preflight_leaves_one_round_trip_in_the_switch(
+    router: HAProxyRouter, fake: FakeRuntimeAPI
+) -> None:
+    """The state is read before the command; the command is set map and its read-back."""
+    preflight = router.preflight("green")
+    assert (preflight.from_colour, preflight.to_colour) == ("blue", "green")
+    fake.lines.clear()
+    result = router.switch("green", preflight=preflight)
+    assert fake.lines == [f"set map {MAP} active green;show map {MAP}"]
+    assert result.preflight_ms == preflight.took_ms
+    assert result.from_colour == "blue"
+
+
+def test_a_stale_preflight_is_made_again(
+    fake: FakeRuntimeAPI, router: HAProxyRouter, short_dir: Path
+) -> None:
+    now = [100.0]
+    clocked = HAProxyRouter(router.api, router.map_file, MAP, router.backends_of, lambda: now[0])
+    preflight = clocked.preflight("green")
+    now[0] += 0.6  # older than PREFLIGHT_FRESH_S: HAProxy may have seen a server go down
+    fake.status["web_green"] = "DOWN"
+    fake.lines.clear()
+    with pytest.raises(NotReadyError, match="web_green/frontend-green DOWN"):
+        clocked.switch("green", preflight=preflight)
+    assert fake.colour == "blue"
+    assert fake.lines == [f"show map {MAP};show stat -1 4 -1"]
+
+
+def test_switch_now_reads_and_switches_in_one_round_trip(
+    router: HAProxyRouter, fake: FakeRuntimeAPI, short_dir: Path
+) -> None:
+    result = router.switch_now("green", expect_from="blue")
+    assert fake.lines == [
+        f"show map {MAP};show stat -1 4 -1;set map {MAP} active green;show map {MAP}"
+    ]
+    assert (result.from_colour, result.to_colour) == ("blue", "green")
+    assert read_map_file(short_dir / "active.map") == "green"
+
+
+def test_switch_now_puts_the_live_colour_back_when_the_target_is_not_up(
+    router: HAProxyRouter, fake: FakeRuntimeAPI, short_dir: Path
+) -> None:
+    fake.status["api_green"] = "DOWN"
+    with pytest.raises(NotReadyError, match="api_green/backend-green DOWN"):
+        router.switch_now("green")
+    assert fake.colour == "blue"
+    assert fake.lines[1] == f"set map {MAP} active blue"
+    assert read_map_file(short_dir / "active.map") == "blue"
+
+
+def test_switch_now_changes_nothing_when_the_live_colour_is_not_the_expected_one(
+    router: HAProxyRouter, fake: FakeRuntimeAPI
+) -> None:
+    """Two colours: serving another than the expected one is serving the target already."""
+    with pytest.raises(LiveColourChanged):
+        router.switch_now("blue", expect_from="green")
+    assert fake.colour == "blue"
+
+
+def test_switch_refuses_when_the_live_colour_is_not_the_expected_one(
+    router: HAProxyRouter, fake: FakeRuntimeAPI, short_dir: Path
+) -> None:
+    with pytest.raises(LiveColourChanged, match="HAProxy serves blue, not green") as raised:
+        router.switch("blue", expect_from="green")
+    assert raised.value.live == "blue"
+    assert not any(c.startswith("set map") for c in fake.commands)
+    assert read_map_file(short_dir / "active.map") == "blue"
+
+
+def test_several_commands_answer_in_order(router: HAProxyRouter, fake: FakeRuntimeAPI) -> None:
+    answers = router.api.execute_all([f"set map {MAP} active green", "bogus", f"show map {MAP}"])
+    assert answers == ["", "Unknown command.", "0x5581 active green"]
+
+
 def test_switch_refuses_a_colour_that_is_not_up(
     router: HAProxyRouter, fake: FakeRuntimeAPI, short_dir: Path
 ) -> None:
     fake.status["web_green"] = "DOWN"
     with pytest.raises(
-        RouterError, match=r"refusing to switch to green: .*web_green/frontend-green"
+        NotReadyError, match=r"refusing to switch to green: .*web_green/frontend-green"
     ):
         router.switch("green")
     assert fake.colour == "blue"
