@@ -1,6 +1,6 @@
 """The ``bluegreen_*`` fixtures: what a deploy's suites and a standalone run of them check.
 
-Registered by the plugin (``pytest_plugins`` in :mod:`pytest_bluegreen.plugin`), so
+Registered by the plugin's ``pytest_configure`` (:mod:`pytest_bluegreen.plugin`), so
 ``-p no:bluegreen`` removes them too. In a ``--bg-deploy`` session they describe the deployment
 under way; on their own (``pytest --bg-suite postdeploy``, ``pytest suites/postdeploy``) the
 running stack, from ``--bg-target`` or the settings. Each has a docstring for
@@ -16,8 +16,7 @@ import pytest
 
 from pytest_bluegreen.core.colours import Colour, other_colour
 from pytest_bluegreen.core.errors import BluegreenError
-from pytest_bluegreen.plugin import load_settings
-from pytest_bluegreen.tracker import STAGE_KEY, TRACKER_KEY, StageTracker
+from pytest_bluegreen.plugin import TRACKER_KEY, load_settings
 
 if TYPE_CHECKING:
     from pytest_bluegreen.adapters.stack import Stack
@@ -25,6 +24,7 @@ if TYPE_CHECKING:
     from pytest_bluegreen.checks.rehearsal import MigrationRehearsal, ScratchDatabase
     from pytest_bluegreen.core.config import StackConfig
     from pytest_bluegreen.core.deployment import Deployment
+    from pytest_bluegreen.tracker import StageTracker
 
 
 @pytest.fixture(scope="session")
@@ -113,6 +113,7 @@ def bluegreen_target(
     ``--bg-target``, else the stack's public URL with its recorded live colour and release.
     """
     from pytest_bluegreen.checks.probe import Target
+    from pytest_bluegreen.tracker import STAGE_KEY
 
     deployment = _deployment(request)
     if deployment is not None:

@@ -12,7 +12,8 @@ The stages live in :mod:`pytest_bluegreen.tracker`, the fixtures in
 :mod:`pytest_bluegreen.fixtures`, the hooks a conftest may implement in
 :mod:`pytest_bluegreen.hookspec`. Installing the plugin costs a run that uses no ``--bg-*``
 option almost nothing: the deploy machinery (Docker, Compose, HAProxy, reports, testinfra,
-requests) is imported only by the hooks and fixtures that use it.
+requests), the stage tracker and the packaged gates are imported only by the hooks and
+fixtures that use them.
 """
 
 from __future__ import annotations
@@ -31,15 +32,15 @@ import pytest
 from pytest_bluegreen import hookspec
 from pytest_bluegreen.core.colours import COLOURS, Colour
 from pytest_bluegreen.core.errors import BluegreenError
-from pytest_bluegreen.gates import PREFIX, is_packaged_module, packaged_names, resolve_suite
-from pytest_bluegreen.tracker import STAGES, TRACKER_KEY, StageTracker, terminal_writer
 
 if TYPE_CHECKING:
     from pytest_bluegreen.core.config import StackConfig
     from pytest_bluegreen.core.deployment import Deployment
+    from pytest_bluegreen.tracker import StageTracker
 
-pytest_plugins = ["pytest_bluegreen.fixtures"]
-
+FIXTURES: Final = "pytest_bluegreen.fixtures"
+# A --bg-deploy session's StageTracker, on the config's stash.
+TRACKER_KEY: Final[pytest.StashKey[StageTracker]] = pytest.StashKey()
 RELEASE_ID: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 IDLE: Final = "idle"
 # The one-shot commands, as pytest options; each runs one function of pytest_bluegreen.commands.
@@ -66,6 +67,8 @@ def switch_target(value: str) -> Colour | Literal["idle"]:
 
 def packaged_suite(value: str) -> str:
     """``--bg-suite``'s name: a suite shipped in the package, with or without ``bluegreen:``."""
+    from pytest_bluegreen.gates import PREFIX, packaged_names
+
     name = value.removeprefix(PREFIX)
     if name not in packaged_names():
         raise argparse.ArgumentTypeError(
@@ -206,11 +209,15 @@ class HookObserver:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        f"bluegreen_stage(name): run this test in a deploy stage ({', '.join(STAGES)})",
+        "bluegreen_stage(name): run this test in a deploy stage "
+        "(one of pytest_bluegreen.tracker.STAGES, prerequisites to retire)",
     )
+    _register_fixtures(config)
     explicit = config.args if config.args_source == pytest.Config.ArgsSource.ARGS else []
     standalone = config.getoption("bg_suite")
     if standalone:
+        from pytest_bluegreen.gates import PREFIX
+
         if config.getoption("bg_deploy"):
             raise pytest.UsageError(
                 "--bg-suite runs a suite on its own; a deploy runs the settings' gate_suites "
@@ -239,6 +246,8 @@ def pytest_configure(config: pytest.Config) -> None:
     ]
     from pytest_bluegreen import commands
     from pytest_bluegreen.core.record import new_deploy_id
+    from pytest_bluegreen.gates import resolve_suite
+    from pytest_bluegreen.tracker import StageTracker, terminal_writer
 
     deploy_id = new_deploy_id()
     reports = _default_reports(config, stack_config, deploy_id)
@@ -258,8 +267,22 @@ def pytest_configure(config: pytest.Config) -> None:
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
 
 
+def _register_fixtures(config: pytest.Config) -> None:
+    """The ``bluegreen_*`` fixtures, in every run: a suite uses them without a ``--bg-*`` option.
+
+    Registered here, not through ``pytest_plugins``: pytest would first look that name up among
+    the entry points of every installed distribution, which costs more than the fixtures do.
+    """
+    from pytest_bluegreen import fixtures
+
+    if not config.pluginmanager.has_plugin(FIXTURES):
+        config.pluginmanager.register(fixtures, FIXTURES)
+
+
 def _suite_args(config: pytest.Config, suites: list[str], project_dir: Path) -> list[str]:
     """What pytest collects for suites named as in the settings (``bluegreen:`` or a path)."""
+    from pytest_bluegreen.gates import resolve_suite
+
     try:
         paths = [str(resolve_suite(suite, project_dir)) for suite in suites]
     except BluegreenError as exc:
@@ -282,6 +305,8 @@ class PackagedGates:
     def pytest_collect_file(
         self, file_path: Path, parent: pytest.Collector
     ) -> Generator[None, list[pytest.Collector], list[pytest.Collector]]:
+        from pytest_bluegreen.gates import is_packaged_module
+
         collected = yield
         if collected or not is_packaged_module(file_path):
             return collected

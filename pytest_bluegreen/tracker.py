@@ -250,9 +250,6 @@ class StageTracker:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-TRACKER_KEY: Final = pytest.StashKey[StageTracker]()
-
-
 def _within(path: Path, folder: Path) -> bool:
     """``path`` is ``folder`` or inside it, as given or with symlinks resolved (site-packages)."""
     return path.is_relative_to(folder) or path.resolve().is_relative_to(folder.resolve())

@@ -215,7 +215,7 @@ import pytest
 
 from pytest_bluegreen.core.record import DeployRecord
 from pytest_bluegreen.plugin import load_settings
-from pytest_bluegreen.tracker import TRACKER_KEY
+from pytest_bluegreen.plugin import TRACKER_KEY
 
 
 class StandInDeployment:
