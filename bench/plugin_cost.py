@@ -13,16 +13,26 @@ in a rotating order after one discarded warm-up run each:
 - ``deps off, no bluegreen``: those and ours disabled, pytest alone;
 - ``no locust``, ``no testinfra``, ``no html``, ``no xdist``: one dependency's plugins disabled.
 
+The plugin's modules are byte-compiled as an installed package's are (pip compiles a wheel's
+modules when it installs them, and the dependencies here have their bytecode): the runs may
+write bytecode (``PYTHONDONTWRITEBYTECODE`` is dropped), so the warm-up run writes it for an
+editable checkout, which would otherwise be compiled from source by every run.
+
 Per run: wall time from spawn to exit, and the pytest process's peak RSS as GNU time
 (``/usr/bin/time -f %M``) reports it: a child's own rusage would count the size of this bench
 process, which it is forked from, since Linux keeps the high-water mark across ``exec``.
 Medians per variant (CPU: user + sys time, from ``os.wait4``), and ratios of medians: ours
 against the installed environment and against pytest alone (the goal: < 1.05 for time and
-memory), and each dependency's plugins for scale.
+memory), and each dependency's plugins for scale; with the median and the quartiles of each
+rep's paired ratio, which show how much of a difference is the machine's noise.
 Also the median time ``import pytest_bluegreen.plugin, pytest_bluegreen.fixtures`` takes after
-``import pytest``. A table on the terminal and ``bench/results/plugin_cost.json``.
+``import pytest``. With ``--instructions``, each goal's two variants also run once under
+Valgrind's cachegrind, which counts the instructions a run executes: the same count from one run
+to the next whatever the machine's load (``PYTHONHASHSEED=0``), so their ratio is the plugin's
+own work, which wall times on a busy machine blur by several percent. A table on the terminal
+and ``bench/results/plugin_cost.json``.
 
-    .venv/bin/python bench/plugin_cost.py [--runs 15]
+    .venv/bin/python bench/plugin_cost.py [--runs 15] [--instructions]
 """
 
 from __future__ import annotations
@@ -30,6 +40,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -79,8 +91,10 @@ VARIANT_COLUMNS: Final = (
 RATIO_COLUMNS: Final = (
     ("wall_ratio", "wall ratio"),
     ("paired_wall_ratio", "paired"),
+    ("paired_iqr", "paired IQR"),
     ("cpu_ratio", "CPU ratio"),
     ("rss_ratio", "RSS ratio"),
+    ("instructions_ratio", "instructions"),
     ("goal", "goal"),
 )
 TEST_FILE: Final = "def test_one():\n    assert True\n"
@@ -92,16 +106,30 @@ IMPORT_PROBE: Final = (
 
 
 def clean_env() -> dict[str, str]:
-    """The environment, without what would change a pytest run's plugins or options."""
-    skip = ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+    """The environment, without what would change a pytest run's plugins or options.
+
+    Nor ``PYTHONDONTWRITEBYTECODE``: an installed plugin has its bytecode, as its dependencies do.
+    """
+    skip = (
+        "PYTEST_ADDOPTS",
+        "PYTEST_PLUGINS",
+        "PYTEST_DISABLE_PLUGIN_AUTOLOAD",
+        "PYTHONDONTWRITEBYTECODE",
+    )
     return {k: v for k, v in os.environ.items() if k not in skip}
+
+
+def pytest_args(disabled: Sequence[str]) -> list[str]:
+    """``python -m pytest -q`` with the ``disabled`` plugins blocked."""
+    args = [sys.executable, "-m", "pytest", "-q"]
+    for name in disabled:
+        args += ["-p", f"no:{name}"]
+    return args
 
 
 def run_once(project: Path, disabled: Sequence[str], env: dict[str, str]) -> dict[str, float]:
     """One ``python -m pytest -q``: its wall time and its peak RSS."""
-    args = [sys.executable, "-m", "pytest", "-q"]
-    for name in disabled:
-        args += ["-p", f"no:{name}"]
+    args = pytest_args(disabled)
     rss_file = project / "maxrss.txt"
     start = time.perf_counter()
     proc = subprocess.Popen(
@@ -122,6 +150,24 @@ def run_once(project: Path, disabled: Sequence[str], env: dict[str, str]) -> dic
         "cpu_ms": (usage.ru_utime + usage.ru_stime) * 1000,
         "rss_mb": rss_kib / 1024,
     }
+
+
+def instructions(project: Path, disabled: Sequence[str], env: dict[str, str]) -> int:
+    """The instructions one ``python -m pytest -q`` executes, as cachegrind counts them."""
+    cachegrind = ["--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
+    out = subprocess.run(
+        ["valgrind", *cachegrind, *pytest_args(disabled)],
+        cwd=project,
+        env={**env, "PYTHONHASHSEED": "0"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    found = re.search(r"I\s+refs:\s+([\d,]+)", out.stderr)
+    if found is None:
+        raise SystemExit(f"no instruction count in cachegrind's output:\n{out.stderr[-2000:]}")
+    return int(found.group(1).replace(",", ""))
 
 
 def import_ms(runs: int, env: dict[str, str]) -> float:
@@ -160,7 +206,9 @@ def summarise(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def ratios(
-    medians: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]]
+    medians: Sequence[dict[str, Any]],
+    runs: Sequence[dict[str, Any]],
+    counted: dict[str, int],
 ) -> list[dict[str, Any]]:
     """Ratios of medians, with and without a plugin; and the median of the runs' paired ratios.
 
@@ -176,16 +224,23 @@ def ratios(
         wall_ratio = on["wall_ms"] / off["wall_ms"]
         rss_ratio = on["rss_mb"] / off["rss_mb"]
         met = wall_ratio < GOAL and rss_ratio < GOAL
-        paired = statistics.median(wall[with_it, rep] / wall[without_it, rep] for rep in reps)
+        pairs = [wall[with_it, rep] / wall[without_it, rep] for rep in reps]
+        quartiles = statistics.quantiles(pairs, n=4)
         rows.append(
             {
                 "cost": cost,
                 "with": with_it,
                 "without": without_it,
                 "wall_ratio": round(wall_ratio, 3),
-                "paired_wall_ratio": round(paired, 3),
+                "paired_wall_ratio": round(statistics.median(pairs), 3),
+                "paired_iqr": f"{quartiles[0]:.3f}-{quartiles[2]:.3f}",
                 "cpu_ratio": round(on["cpu_ms"] / off["cpu_ms"], 3),
                 "rss_ratio": round(rss_ratio, 3),
+                "instructions_ratio": (
+                    f"{counted[with_it] / counted[without_it]:.3f}"
+                    if with_it in counted and without_it in counted
+                    else None
+                ),
                 "goal": (f"< {GOAL:g}: " + ("met" if met else "MISSED")) if is_goal else "-",
                 "is_goal": is_goal,
                 "met": met if is_goal else None,
@@ -211,11 +266,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--runs", type=int, default=15, help="runs per variant")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "plugin_cost.json")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count each goal variant's instructions under cachegrind (about 6 s a run)",
+    )
     args = parser.parse_args(argv)
     if args.runs < 2:
         parser.error("--runs must be at least 2")
     if not Path(GNU_TIME).is_file():
         parser.error(f"{GNU_TIME} (GNU time) is needed for each run's peak RSS")
+    if args.instructions and shutil.which("valgrind") is None:
+        parser.error("--instructions needs valgrind")
     env = clean_env()
     started = time.monotonic()
     info = machine_info()
@@ -231,9 +293,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             for variant in names[rep % len(names) :] + names[: rep % len(names)]:
                 row = run_once(project, VARIANTS[variant], env)
                 runs.append({"variant": variant, "rep": rep + 1, **row})
+        counted: dict[str, int] = {}
+        if args.instructions:  # the goals' variants: with and without bluegreen
+            for variant in {v for _, *pair, is_goal in COMPARISONS if is_goal for v in pair}:
+                counted[variant] = instructions(project, VARIANTS[variant], env)
     plugin_import_ms = round(import_ms(args.runs, env), 1)
     medians = summarise(runs)
-    compared = ratios(medians, runs)
+    compared = ratios(medians, runs, counted)
     goals = [
         {
             "goal": f"{r['cost']}: < {GOAL:g}x wall time and max RSS of a one-test run",
@@ -247,9 +313,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"import of pytest_bluegreen.plugin and .fixtures after pytest: median "
         f"{plugin_import_ms} ms",
         "the goal is judged on the ratios of medians of wall time and max RSS; 'paired' is the "
-        "median of each rep's with/without ratio, and CPU is user+sys time: both less moved by "
-        "the machine's load, which on a shared machine moves a run's wall time by more than the "
-        "plugin's share (see the IQR column)",
+        "median of each rep's with/without ratio ('paired IQR' its quartiles), and CPU is "
+        "user+sys time: both less moved by the machine's load, which on a shared machine moves "
+        "a run's wall time by more than the plugin's share (see the IQR column)",
+        "bytecode: the runs may write it (PYTHONDONTWRITEBYTECODE dropped), so the plugin's "
+        "modules are not compiled from source by every run, as an installed package's are not",
+        "instructions: one run of each goal variant under cachegrind, PYTHONHASHSEED=0 (the same "
+        "count run after run); their ratio is the plugin's own work, not judged as the goal"
+        if counted
+        else "instructions: not counted (--instructions)",
         "max RSS is the pytest process's peak as GNU time reports it (its child's ru_maxrss)",
     ]
     doc = {
@@ -261,6 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "medians": medians,
         "ratios": compared,
         "plugin_import_ms": plugin_import_ms,
+        "instructions": counted,
         "goals": goals,
         "notes": notes,
         "runs": [
