@@ -1,5 +1,8 @@
 """The load generator: Locust in its own process, one JSON line per request.
 
+Launched held (the process and its imports cost about a second) and released when the load
+should begin: a deploy launches it during the gates and releases it in the switch stage.
+
 ``import locust`` patches the whole process with gevent, so it never runs in ours; its lines
 are read back as :class:`~pytest_bluegreen.core.load.Sample`.
 """
@@ -15,13 +18,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pytest_bluegreen.core.errors import DeployError
 from pytest_bluegreen.core.load import Sample
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
-
+HOLD_S = 3600.0  # a launched run never released: longer than any deploy's gates
+RELEASE_POLL_S = 0.02
 
 PR_SET_PDEATHSIG = 1
 
@@ -36,7 +41,13 @@ def _die_with_parent() -> None:
 
 
 class LoadRun:
-    """A bounded Locust run against ``url`` (it stops by itself after ``max_seconds``)."""
+    """A bounded Locust run against ``url``, launched held and then released.
+
+    :meth:`launch` starts the process (a second or so: Python, Locust's imports, the users
+    spawned) with every user held; :meth:`release` lets them send. After the release the run
+    stops by itself after ``max_seconds``; held, after ``hold_s`` (Locust's ``--run-time``
+    covers both), and it dies with the deploy's process in any case.
+    """
 
     def __init__(
         self,
@@ -47,31 +58,50 @@ class LoadRun:
         user_rps: float = 5.0,
         paths: tuple[str, ...] = ("/api/v1/health", "/api/v1/aptos/", "/"),
         max_seconds: float = 60.0,
+        hold_s: float = HOLD_S,
     ) -> None:
         self.url = url
         self.log = workdir / f"load-{os.getpid()}-{time.time_ns()}.jsonl"
+        self.go_file = self.log.with_suffix(".go")  # its existence releases the users
+        self.ready_file = self.log.with_suffix(".ready")  # Locust's: every user spawned, held
         self.ca_file = ca_file
         self.users = users
         self.user_rps = user_rps
         self.paths = paths
         self.max_seconds = max_seconds
+        self.hold_s = hold_s
         self._proc: subprocess.Popen[bytes] | None = None
+        self._launched_at = 0.0  # time.monotonic()
 
     def start(self, warmup_timeout_s: float = 30.0) -> None:
-        """Start Locust and return once requests flow."""
+        """Launch and release at once; return once requests flow."""
+        self.launch()
+        self.release(warmup_timeout_s)
+
+    def launch(self) -> None:
+        """Start Locust with its users spawned and held: not a request before :meth:`release`."""
+        if self._proc is not None and self._proc.poll() is None:
+            return
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.log.touch()
+        self.go_file.unlink(missing_ok=True)
+        self.ready_file.unlink(missing_ok=True)
         env = {
             **os.environ,
             "BLUEGREEN_LOAD_LOG": str(self.log),
             "BLUEGREEN_LOAD_PATHS": ",".join(self.paths),
             "BLUEGREEN_LOAD_USER_RPS": str(self.user_rps),
             "BLUEGREEN_LOAD_CA": str(self.ca_file or ""),
+            "BLUEGREEN_LOAD_GO": str(self.go_file),
+            "BLUEGREEN_LOAD_READY": str(self.ready_file),
+            "BLUEGREEN_LOAD_RUN_S": str(self.max_seconds),
         }
+        run_time = math.ceil(self.hold_s + self.max_seconds)  # the bound of a run never released
         argv = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless"]
         argv += ["-u", str(self.users), "-r", str(self.users), "-H", self.url]
-        argv += ["-t", f"{math.ceil(self.max_seconds)}s", "--only-summary", "--stop-timeout", "5"]
+        argv += ["-t", f"{run_time}s", "--only-summary", "--stop-timeout", "5"]
         argv += ["--loglevel", "WARNING"]
+        self._launched_at = time.monotonic()
         with open(self.log.with_suffix(".out"), "wb") as output:  # Locust's own messages
             self._proc = subprocess.Popen(
                 argv,
@@ -81,14 +111,31 @@ class LoadRun:
                 stderr=output,
                 preexec_fn=_die_with_parent,
             )
+
+    def release(self, warmup_timeout_s: float = 30.0) -> None:
+        """Let the held users send; return once each has sent a request.
+
+        A run that is not there (never launched) or was held past ``hold_s`` (its ``--run-time``
+        would cut it short) is launched afresh first.
+        """
+        if time.monotonic() - self._launched_at > self.hold_s:
+            self.stop()
+        if self._proc is None or self._proc.poll() is not None:
+            self.launch()
         deadline = time.monotonic() + warmup_timeout_s
-        while len(self.samples()) < self.users:
-            if self._proc.poll() is not None or time.monotonic() > deadline:
+        self._wait(self.ready_file.exists, deadline)
+        self.go_file.touch()
+        self._wait(lambda: len(self.samples()) >= self.users, deadline)
+
+    def _wait(self, done: Callable[[], bool], deadline: float) -> None:
+        """Until ``done``, bounded; the run stopped and a DeployError when it never comes."""
+        while not done():
+            if self._proc is None or self._proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise DeployError(
                     f"the load generator did not start sending requests to {self.url}"
                 )
-            time.sleep(0.1)
+            time.sleep(RELEASE_POLL_S)
 
     def stop(self) -> None:
         proc = self._proc
@@ -102,6 +149,8 @@ class LoadRun:
             proc.kill()
             proc.wait()
         self._proc = None
+        self.go_file.unlink(missing_ok=True)
+        self.ready_file.unlink(missing_ok=True)
 
     def samples(self) -> list[Sample]:
         out = []

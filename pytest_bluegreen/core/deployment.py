@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,7 @@ from pytest_bluegreen.core.rollback import describe_failure, roll_back
 from pytest_bluegreen.core.state import ColourState, load_state, save_state
 
 Progress = Callable[[str], None]
+RECORD_SAVE_EVERY_S = 1.0  # while a stage's tests pass: its counts saved at most this often
 
 
 class Phase(enum.Enum):
@@ -79,7 +81,10 @@ class Deployment:
         self.services: list[str] = []  # the stack's, once prerequisites have read them
         self.backup_file: Path | None = None
         self._rehearsal: Rehearsal | None = None
-        self.load: LoadWatch | None = None  # from before the switch to the end of the deploy
+        self._dropping: threading.Thread | None = None  # the rehearsal's removal, aside
+        self._drop_failure: BaseException | None = None
+        self.load: LoadWatch | None = None  # launched at bring_up's end, released at the switch
+        self._saved_at = float("-inf")  # the record's last save by stage_done (clock)
 
     # -- what the stages and fixtures read -----------------------------------------------------
 
@@ -260,19 +265,40 @@ class Deployment:
             self._rehearsal = rehearsal
         return self._rehearsal
 
-    def _end_rehearsal(self) -> None:
-        """The scratch copy and the tools container go once the rehearsal is over."""
+    def _end_rehearsal(self, *, wait: bool = True) -> None:
+        """The scratch copy and the tools container go once the rehearsal is over.
+
+        Removed on a thread of its own: bring_up goes on with the real migration meanwhile
+        (``wait=False``, about half a second of Docker removing containers and a network that
+        nothing waits for); any later call waits for the removal to end.
+        """
         if self._rehearsal is not None:
             self.record.migration = self._rehearsal.summary()
-            self._rehearsal.drop()
-            self._rehearsal = None
+            rehearsal, self._rehearsal = self._rehearsal, None
+            self._dropping = threading.Thread(
+                target=self._drop, args=(rehearsal,), name="bluegreen-rehearsal-drop"
+            )
+            self._dropping.start()
+        if wait and self._dropping is not None:
+            self._dropping.join()
+            self._dropping = None
+            failure, self._drop_failure = self._drop_failure, None
+            if failure is not None:
+                raise failure
+
+    def _drop(self, rehearsal: Rehearsal) -> None:
+        try:
+            rehearsal.drop()
+        except BaseException as exc:  # raised where the removal is waited for
+            self._drop_failure = exc
 
     def bring_up(self) -> None:
         """Migrate the real database, start the idle colour, wait until it is healthy and UP.
 
-        The migration gate (a rehearsal on a copy) has passed when this runs.
+        The migration gate (a rehearsal on a copy) has passed when this runs. Its end launches
+        the users' load, held until the switch stage, so that its start-up overlaps the gates.
         """
-        self._end_rehearsal()
+        self._end_rehearsal(wait=False)
         to = self.to_colour
         services = list(self.config.services_of(to))
         if self.config.workers_start == "with_colour":
@@ -297,6 +323,8 @@ class Deployment:
             migrate_s=round(migrated - start, 3),
             start_to_healthy_s=round(self.clock() - migrated, 3),  # the app's own start-up
         )
+        self._end_rehearsal()
+        self._launch_load()
 
     def switch(self, gates_passed: int) -> None:
         """Move new requests to the new colour through the router, under load."""
@@ -310,9 +338,14 @@ class Deployment:
             self._start_workers()
             return
         cfg = self.config
-        load = self.load = self._start_load() if cfg.load_users else None  # no users, no load
+        self._launch_load()  # done at bring_up's end; here when that did not run
+        load = self.load
+        waited: dict[str, float] = {}  # the load windows as waited, for the event log
         if load is not None:
+            load.release()
+            window = self.clock()
             load.watch(time.time() + cfg.load_window_s, "before the switch")
+            waited["load_window_before_s"] = round(self.clock() - window, 3)
         result = self.adapters.router.switch(to)
         switched_at = time.time()
         self.phase = Phase.SWITCHED
@@ -320,14 +353,18 @@ class Deployment:
             load.switched_at = switched_at
         self.observer.traffic_switched(result.from_colour, to, "switch")
         if load is not None:
+            window = self.clock()
             load.watch(switched_at + cfg.load_window_s, "after the switch")
+            waited["load_window_after_s"] = round(self.clock() - window, 3)
         self.record.switch = {
             k: round(v, 3) if isinstance(v, float) else list(v) if isinstance(v, tuple) else v
             for k, v in dataclasses.asdict(result).items()
             if v != ()  # replicas: on a cluster only
         }
         self.record.switch["total_ms"] = round(result.total_ms, 3)
-        self.say("switch", f"switched {result.from_colour} -> {to} in {result.total_ms:.1f} ms")
+        self.say(
+            "switch", f"switched {result.from_colour} -> {to} in {result.total_ms:.1f} ms", **waited
+        )
         # The recorded live colour changes only once the deploy is verified (see conclude): a
         # deploy killed after its switch leaves the router and the record apart, which is how
         # the next run knows to switch back.
@@ -348,13 +385,19 @@ class Deployment:
         self.stack.recreate(workers)
         self.stack.wait_healthy(workers, self.config.healthy_timeout_s)
 
-    def _start_load(self) -> LoadWatch:
-        """Users' load from now through verify, bake and retire; it stops by itself at last."""
+    def _launch_load(self) -> None:
+        """Users readied (a process, its imports, its users) but held: the switch releases them.
+
+        Once released it runs through verify, bake and retire, and stops by itself at last; it is
+        stopped on every end of the deploy (see conclude). No users, or a first deploy (no
+        traffic to switch): no load.
+        """
         cfg = self.config
+        if self.load is not None or self.from_colour is None or not cfg.load_users:
+            return
         seconds = 2 * cfg.load_window_s + cfg.bake_s + cfg.drain_timeout_s + 120
-        load = LoadWatch(self.adapters.load(seconds), cfg.load_failure_budget, self.progress)
-        load.start()
-        return load
+        self.load = LoadWatch(self.adapters.load(seconds), cfg.load_failure_budget, self.progress)
+        self.load.launch()
 
     def _failed_since_switch(self) -> int:
         """Users' requests that started after the switch and failed (0 without load)."""
@@ -430,15 +473,22 @@ class Deployment:
         self.say("retire", f"{drained}; stops in {delay:.0f}s unless rolled back")
 
     def stage_done(self, name: str, outcome: str, duration_s: float, message: str = "") -> None:
-        """Record a stage's outcome; saved at once, so a killed deploy leaves its trace."""
+        """Record a stage's outcome; saved at once, so a killed deploy leaves its trace.
+
+        Called three times a test (setup, call, teardown). A save is two fsync'd files: when
+        only a stage's counts and duration grew (its tests passing), at most one a second.
+        """
+        before = next((s.outcome for s in self.record.stages if s.name == name), None)
         self.record.set_stage(name, outcome, round(duration_s, 3), message)
         if self._rehearsal is not None:
             self.record.migration = self._rehearsal.summary()
         self.outputs.emit(
             "stage", stage=name, outcome=outcome, duration_s=duration_s, message=message
         )
-        if self.lock.held:
+        now = self.clock()
+        if self.lock.held and (before != outcome or now - self._saved_at >= RECORD_SAVE_EVERY_S):
             self.records.save(self.record)
+            self._saved_at = now
 
     # -- the end -------------------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 """Users' load across the switch, watched: live lines, the first failures, the final figures.
 
-It runs from the window before the switch to the end of the deploy (verify, bake, retire) or
-through a rollback and a second after it, so the record's figures cover everything users saw.
+Launched held at the end of bring_up (its start-up overlaps the gates, which it does not load),
+released for the window before the switch; it runs to the end of the deploy (verify, bake,
+retire) or through a rollback and a second after it, so the record's figures cover everything
+users saw.
 """
 
 from __future__ import annotations
@@ -28,8 +30,13 @@ class LoadWatch:
         self.switched_at: float | None = None  # epoch seconds
         self.stopped = False
 
-    def start(self) -> None:
-        self.generator.start()
+    def launch(self) -> None:
+        """The generator started and its users held: no request yet."""
+        self.generator.launch()
+
+    def release(self) -> None:
+        """The users send from now on; returns once requests flow."""
+        self.generator.release()
 
     def watch(self, until: float, when: str) -> None:
         """Load until ``until`` (epoch), a live line each second; after the switch, cut short.

@@ -188,9 +188,15 @@ class Rehearsal(Protocol):
 
 
 class LoadGenerator(Protocol):
-    """Users' requests through the public URL, one sample each, from start to stop."""
+    """Users' requests through the public URL, one sample each, from release to stop.
 
-    def start(self) -> None: ...
+    ``launch`` does the slow part (a process, its imports, the users spawned) and sends no
+    request: a deploy launches it during the gates. ``release`` lets the users send and returns
+    once requests flow. ``stop`` ends it at any point, released or not.
+    """
+
+    def launch(self) -> None: ...
+    def release(self) -> None: ...
     def samples(self) -> list[Sample]: ...
     def stop(self) -> None: ...
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ from pytest_bluegreen.core.ports import (
     ServerState,
     SwitchResult,
 )
-from pytest_bluegreen.core.record import DeployRecord, RecordStore
+from pytest_bluegreen.core.record import DeployRecord, RecordStore, StageRecord
 from pytest_bluegreen.core.state import ColourState, load_state, save_state
 from tests.unit.reference import REFERENCE
 
@@ -197,15 +199,17 @@ class FakeLoad:
     def __init__(self, router: FakeRouter, fail_after_switch: int = 0) -> None:
         self.router = router
         self.fail_after_switch = fail_after_switch
-        self.started = self.stopped = False
+        self.launched = self.released = self.stopped = False
         self.switched_at: float | None = None
 
-    def start(self) -> None:
-        self.started = True
+    def launch(self) -> None:
+        self.launched = True
+
+    def release(self) -> None:
+        assert self.launched, "released before it was launched"
+        self.released = True
 
     def samples(self) -> list[Sample]:
-        import time
-
         now = time.time()
         old = "blue"
         samples = [Sample(now - 3 + i * 0.1, 5.0, True, old) for i in range(10)]
@@ -519,13 +523,120 @@ def test_a_switch_under_load_records_what_users_saw_until_the_end(tmp_path: Path
     world.adapters.load_run = FakeLoad(world.router)
     world.run(*BEFORE_SWITCH, "switch", "bake", "retire")
     world.deployment.conclude(None, None, None)
-    assert world.adapters.load_run.started
+    assert world.adapters.load_run.released
     assert world.adapters.load_run.stopped
     load = world.deployment.record.load
     assert load["total"]["requests"] == 20
     assert load["total"]["failures"] == 0
     assert load["old_colour_after_switch"] == 0
     assert any(e["event"] == "load.final" for e in world.outputs.events)
+
+
+def test_the_load_is_launched_by_bring_up_and_released_only_by_the_switch(
+    tmp_path: Path,
+) -> None:
+    world = make_world(tmp_path, load_window_s=0.0, load_users=1)
+    load = world.adapters.load_run = FakeLoad(world.router)
+    world.run(*BEFORE_SWITCH)
+    assert load.launched  # its start-up overlaps the gates
+    assert not load.released  # the gates see no load
+    world.run("switch")
+    assert load.released
+
+
+def test_a_load_launched_for_a_deploy_that_fails_at_the_gates_is_stopped_unused(
+    tmp_path: Path,
+) -> None:
+    world = make_world(tmp_path, load_users=1)
+    load = world.adapters.load_run = FakeLoad(world.router)
+    world.run(*BEFORE_SWITCH)
+    world.deployment.conclude("gates", "stage gates failed: /api: HTTP 500", 1.0)
+    assert world.deployment.record.result == "aborted"
+    assert load.stopped
+    assert not load.released
+    assert world.deployment.record.load is None
+
+
+def test_a_first_deploy_launches_no_load(tmp_path: Path) -> None:
+    world = make_world(tmp_path, live=None, load_users=1)  # no FakeLoad: launching one fails
+    world.run(*BEFORE_SWITCH, "switch")
+    world.deployment.conclude(None, None, None)
+    assert world.deployment.record.result == "deployed"
+
+
+class FakeRehearsal:
+    scratch = "scratch-db"
+
+    def __init__(self) -> None:
+        self.dropped = threading.Event()
+
+    def prepare(self) -> None:
+        return None
+
+    def summary(self) -> dict[str, object]:
+        return {"applied": ["0002"]}
+
+    def drop(self) -> None:
+        time.sleep(0.05)  # Docker removing containers: bring_up goes on meanwhile
+        self.dropped.set()
+
+
+def test_the_rehearsal_is_gone_when_bring_up_ends_and_its_summary_recorded(
+    tmp_path: Path,
+) -> None:
+    world = make_world(tmp_path)
+    rehearsal = FakeRehearsal()
+    world.adapters.rehearsal = lambda dump, new, live: rehearsal  # type: ignore[method-assign]
+    world.run("prerequisites", "colours", "backup", "build")
+    assert world.deployment.rehearsal() is rehearsal
+    world.run("bring_up")
+    assert rehearsal.dropped.is_set()
+    assert world.deployment.record.migration == {"applied": ["0002"]}
+
+
+def test_a_rehearsal_dropped_aside_is_waited_for_when_bring_up_fails(tmp_path: Path) -> None:
+    world = make_world(tmp_path)
+    rehearsal = FakeRehearsal()
+    world.adapters.rehearsal = lambda dump, new, live: rehearsal  # type: ignore[method-assign]
+    world.run("prerequisites", "colours", "backup", "build")
+    world.deployment.rehearsal()
+    world.router.down.add("green")
+    with pytest.raises(DeployError, match="green is not UP"):
+        world.run("bring_up")
+    world.deployment.conclude("bring_up", "green is not UP", 1.0)
+    assert rehearsal.dropped.is_set()
+    assert world.deployment.record.result == "aborted"
+
+
+def test_a_stage_is_saved_when_its_outcome_changes_and_its_passing_counts_once_a_second(
+    tmp_path: Path,
+) -> None:
+    world = make_world(tmp_path)
+    world.run("prerequisites")
+    deployment, now = world.deployment, [100.0]
+    saved: list[StageRecord] = []
+    deployment.clock = lambda: now[0]
+    save = deployment.records.save
+
+    def counted_save(record: DeployRecord) -> Path:
+        saved.append(record.stages[-1])
+        return save(record)
+
+    deployment.records.save = counted_save  # type: ignore[method-assign]
+    deployment.stage_done("gates", "skipped", 0.0)  # a new stage: saved
+    deployment.stage_done("gates", "passed", 0.1, "1 passed")  # its outcome changed: saved
+    for count in range(2, 10):  # passing tests within the second: the event log only
+        deployment.stage_done("gates", "passed", count / 10, f"{count} passed")
+    now[0] += 1.0
+    deployment.stage_done("gates", "passed", 1.0, "10 passed")  # a second later: saved
+    deployment.stage_done("gates", "failed", 1.1, "/api: HTTP 500")  # saved at once
+    assert [(s.outcome, s.message) for s in saved] == [
+        ("skipped", ""),
+        ("passed", "1 passed"),
+        ("passed", "10 passed"),
+        ("failed", "/api: HTTP 500"),
+    ]
+    assert len([e for e in world.outputs.events if e["event"] == "stage"]) == 12
 
 
 def test_bake_rolls_back_on_a_restarted_container(tmp_path: Path) -> None:
