@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final
 
@@ -57,6 +58,14 @@ Progress = Callable[[str], None]
 # Always generated into a new env file: the router's stats password.
 ROUTER_SECRETS: Final = ("STATS_PASSWORD",)
 HAPROXY_CONFIG_IN_CONTAINER: Final = "/usr/local/etc/haproxy/haproxy.cfg"
+# A revive asks HAProxy's runtime API this often, and the preview again after a wrong answer:
+# each wait is time users spend on the colour that failed (a show stat costs HAProxy little;
+# the preview's requests, a TLS connection each, a little more).
+REVIVE_POLL_S: Final = 0.02
+PREVIEW_RETRY_S: Final = 0.05
+CONTAINER_POLL_S: Final = 0.5  # Docker, for a container that exited meanwhile
+REVIVE_SERVING_TIMEOUT_S: Final = 30.0
+PREVIEW_PARALLEL: Final = 8  # critical paths asked at once on the preview
 
 
 def generated_secrets(example: Path) -> list[str]:
@@ -404,35 +413,107 @@ class Stack:
 
         Its kept containers are started when Docker has any of them stopped: HAProxy alone is
         no witness, as it still sees a just-stopped server UP until ``fall`` checks have failed.
-        Then every container healthy, every server UP, and the colour answering on its preview.
+        They start all at once, side by side. Then it waits for what traffic needs, not for
+        Docker's healthcheck, whose interval would come on top of the app's start: HAProxy's
+        own health check sees every server of the colour UP, and the colour answers every
+        critical path on its preview. Workers have no server: they are waited for healthy in
+        Docker's eyes, after that (they started with the rest, so mostly they already are).
+        A container that exits or turns unhealthy meanwhile fails it at once, with its logs.
         """
-        services = list(self.config.release_services_of(colour))
-        stopped = [s for s in services if not self.running_services([s])]
+        cfg = self.config
+        services = list(cfg.release_services_of(colour))
+        stopped = self._stopped_containers(services)
         if not stopped and not self.router.not_ready(colour):
             return
         if stopped:
             self.progress(f"starting the retired {colour} colour ({', '.join(stopped)})")
-            self.compose.start(stopped)
-        self.wait_healthy(services, self.config.healthy_timeout_s)
-        self.router.wait_ready(colour, timeout_s=30)
-        self._wait_serving(colour, timeout_s=30)
+            self._start_stopped(stopped)
+        self._wait_up(colour, services, cfg.healthy_timeout_s)
+        self.progress(f"{colour} is UP in HAProxy")
+        self._wait_serving(colour, timeout_s=REVIVE_SERVING_TIMEOUT_S)
+        self.progress(f"{colour} answers on its preview")
+        workers = list(cfg.workers_of(colour))
+        if workers:
+            self.wait_healthy(workers, cfg.healthy_timeout_s)
+
+    def _stopped_containers(self, services: Sequence[str]) -> dict[str, list[str]]:
+        """Each of ``services`` that has a container not running, with those containers.
+
+        A service with no container at all is listed with none: Compose says why it cannot
+        start it.
+        """
+        stopped: dict[str, list[str]] = {}
+        for service in services:
+            every = self.container_ids(service)
+            running = set(self.container_ids(service, running_only=True)) if every else set()
+            if not every or len(running) < len(every):
+                stopped[service] = [i for i in every if i not in running]
+        return stopped
+
+    def _start_stopped(self, stopped: dict[str, list[str]]) -> None:
+        """Start the containers side by side through the Engine API (Compose: none to start)."""
+        self.engine.start([i for ids in stopped.values() for i in ids])
+        without = [service for service, ids in stopped.items() if not ids]
+        if without:
+            self.compose.start(without)
+
+    def _wait_up(self, colour: Colour, services: Sequence[str], timeout_s: float) -> None:
+        """Wait (bounded) until HAProxy's own check sees every server of ``colour`` UP.
+
+        Docker is asked every :data:`CONTAINER_POLL_S` too: a container that exits, restarts
+        or is unhealthy will not come UP, and its logs say why now rather than at the bound.
+        """
+        deadline = time.monotonic() + timeout_s
+        next_look = time.monotonic()
+        while down := self.router.not_ready(colour):
+            now = time.monotonic()
+            if now >= next_look:
+                self._raise_if_failed(services)
+                next_look = now + CONTAINER_POLL_S
+            if now >= deadline:
+                listing = ", ".join(f"{s.backend}/{s.server} {s.status}" for s in down)
+                raise StackError(f"{colour} is not UP in HAProxy after {timeout_s:.0f}s: {listing}")
+            time.sleep(REVIVE_POLL_S)
+
+    def _raise_if_failed(self, services: Sequence[str]) -> None:
+        for service in services:
+            for container_id in self.container_ids(service):
+                state = self.engine.state(container_id)
+                if state.failed:
+                    logs = self.engine.logs(state.id)
+                    raise StackError(f"{service} is {state.describe()}; its last logs:\n{logs}")
 
     def _wait_serving(self, colour: Colour, timeout_s: float) -> None:
-        """Wait (bounded) until ``colour``'s preview answers every critical path from it."""
+        """Wait (bounded) until ``colour``'s preview has answered every critical path from it.
+
+        The paths are asked side by side, and one that answered is not asked again: the wait
+        is the slowest path's, not the sum of all (a just-started app's first answers are its
+        slowest).
+        """
         cfg = self.config
+        url = cfg.preview_url(colour)
+
+        def problems_of(path: str) -> list[str]:
+            return check_colour_serves(
+                url, [path], colour, cfg.ca_file, expected_status=cfg.expected_status
+            )
+
         deadline = time.monotonic() + timeout_s
-        while problems := check_colour_serves(
-            cfg.preview_url(colour),
-            cfg.critical_paths,
-            colour,
-            cfg.ca_file,
-            expected_status=cfg.expected_status,
-        ):
-            if time.monotonic() >= deadline:
-                raise StackError(
-                    f"{colour} does not serve after {timeout_s:.0f}s: {'; '.join(problems)}"
-                )
-            time.sleep(0.2)
+        pending = list(cfg.critical_paths)
+        if not pending:
+            return
+        with ThreadPoolExecutor(max_workers=min(len(pending), PREVIEW_PARALLEL)) as pool:
+            while True:
+                answers = list(pool.map(problems_of, pending))
+                problems = [problem for found in answers for problem in found]
+                pending = [path for path, found in zip(pending, answers, strict=True) if found]
+                if not pending:
+                    return
+                if time.monotonic() >= deadline:
+                    raise StackError(
+                        f"{colour} does not serve after {timeout_s:.0f}s: {'; '.join(problems)}"
+                    )
+                time.sleep(PREVIEW_RETRY_S)
 
     def migrate(self, colour: Colour, *, seed: bool = True) -> None:
         """Apply the schema (and the seed data) with ``colour``'s image."""
