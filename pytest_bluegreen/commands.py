@@ -196,6 +196,7 @@ def rollback(
     round trip to HAProxy stands before traffic moves when the previous colour still runs:
     Docker is reached only to start it again, or afterwards.
     """
+    since = time.monotonic()  # the command's start: the rollback's time counts from here
     lock = DeployLock(config.lock_file)
     record_id = new_deploy_id()
     lock.acquire(record_id, utc_timestamp(), sync=False)  # synced once traffic has moved
@@ -210,7 +211,7 @@ def rollback(
 
         # The recorded live colour, checked by the switch itself; HAProxy's word when they differ.
         live = state.live if state.live is not None else host.router.active_colour()
-        started_at, since = utc_timestamp(), time.monotonic()
+        started_at = utc_timestamp()
         try:
             result = _roll_back_from(live, state, host, revive, since, observer)
         except LiveColourChanged as changed:  # switched by hand, or a deploy killed after it
@@ -222,11 +223,11 @@ def rollback(
             id=record_id, release=state.releases[old], from_colour=live, to_colour=old
         )
         record.started_at = started_at
-        record.rollback_s = round(result.back_s, 3)
+        record.rollback_s = round(result.back_s, 6)  # a hot one takes a millisecond or less
         if not result.verified:
             raise DeployError(describe_failure(result))
         assert result.verified_s is not None
-        record.rollback_verified_s = round(result.verified_s, 3)
+        record.rollback_verified_s = round(result.verified_s, 6)
         state.live = old
         state.last_deploy = record_id
         state.retired.discard(old)

@@ -588,13 +588,13 @@ class Deployment:
             retired=old in self.state.retired,
             clock=self.clock,
         )
-        self.record.rollback_s = round(result.back_s, 3)
+        self.record.rollback_s = round(result.back_s, 6)  # a hot one takes a millisecond or less
         if not result.verified:
             self.state.live = result.live
             save_state(self.config.state_file, self.state)
             raise DeployError(describe_failure(result))
         assert result.verified_s is not None
-        self.record.rollback_verified_s = round(result.verified_s, 3)
+        self.record.rollback_verified_s = round(result.verified_s, 6)
         self._stop_load(result.switched_at)
         self.state.live = old
         self.state.releases.pop(failed, None)  # never a rollback target

@@ -23,7 +23,7 @@ class RollbackResult:
     to_colour: Colour
     left_colour: Colour
     switched_at: float  # epoch seconds of the switch back, to split the load's figures
-    back_s: float  # to the switch back: users' new requests on ``to_colour`` from here
+    back_s: float  # to the router's answer to set map: users' new requests on ``to_colour``
     verified_s: float | None  # to the proof that it serves; None when it does not
     problems: tuple[str, ...]  # why ``to_colour`` does not serve; () when it does
     live: Colour  # the colour users are on at the end
@@ -60,12 +60,13 @@ def roll_back(
     expect_from = left_colour if expect_live else None
     switched_at = time.time()
     try:
-        router.switch_now(to_colour, expect_from=expect_from)
+        switch = router.switch_now(to_colour, expect_from=expect_from)
     except NotReadyError:  # the router put the colour it served back at once
         revive(to_colour)
         switched_at = time.time()
-        router.switch(to_colour, expect_from=expect_from)
-    back_s = clock() - since
+        switch = router.switch(to_colour, expect_from=expect_from)
+    # To the router's answer to set map: the check and the map file written came after.
+    back_s = max(0.0, clock() - since - (switch.verify_ms + switch.persist_ms) / 1000)
     observer.traffic_switched(left_colour, to_colour, "rollback")
     problems = colour_serves(to_colour)
     if not problems:
