@@ -105,13 +105,19 @@ def test_rollback_bench(home: Path) -> None:
         "rollback",
         home,
         *("--rate", "60", "--switch-at", "1", "--verdict-after", "1"),
-        *("--hot-seconds", "4", "--retired-seconds", "22"),
+        *("--hot-seconds", "4", "--retired-seconds", "25", "--retired-for", "2"),
     )
     medians = {row["variant"]: row for row in data["medians"]}
-    assert set(medians) == {"hot", "retired"}
+    assert set(medians) == {"hot", "hot-in-deploy", "retired", "retired-before"}
     for row in medians.values():
         assert set(data["columns"]) <= set(row), row
         assert row["back_on_old_ms"] is not None
         assert row["verified_ms"] > 0
-    assert medians["hot"]["failed_total"] == 0, [r["errors"] for r in data["runs"]]
+    for hot in ("hot", "hot-in-deploy"):
+        assert medians[hot]["failed_total"] == 0, [r["errors"] for r in data["runs"]]
+        assert medians[hot]["round_trip_ms"] is not None
+        assert medians[hot]["switched_ms"] is not None
     assert all(r["load_covered_rollback"] for r in data["runs"])
+    goals = " ".join(goal["goal"] for goal in data["goals"])
+    assert "3 round trips of the same run" in goals
+    assert "0.5x the reference of the same run" in goals
