@@ -30,8 +30,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.loadgen import LoadResult, Sample  # noqa: E402
-from pytest_bluegreen.adapters.stack import Stack  # noqa: E402
-from pytest_bluegreen.core import load  # noqa: E402
+from pytest_bluegreen.adapters.engines.compose import Stack  # noqa: E402
+from pytest_bluegreen.core import load_figures as load  # noqa: E402
 from pytest_bluegreen.core.colours import COLOURS  # noqa: E402
 from pytest_bluegreen.core.config import StackConfig  # noqa: E402
 from pytest_bluegreen.core.errors import BluegreenError  # noqa: E402

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
 
-from pytest_bluegreen.core import load
+from pytest_bluegreen.core import load_figures as load
 
 KINDS: Final = ("keep-alive", "new-connection")
 REQUEST_TIMEOUT_S: Final = 10.0
@@ -59,7 +59,8 @@ COLOUR_HEADER: Final = "X-Bluegreen-Colour"
 class Sample(load.Sample):
     """One request: what the deploy's load records of it, and its status, connection and lag.
 
-    A :class:`pytest_bluegreen.core.load.Sample`, so the project's own figures take it as it is.
+    A :class:`pytest_bluegreen.core.load_figures.Sample`, so the project's own figures take it
+    as it is.
     """
 
     status: int

@@ -62,10 +62,10 @@ from bench.common import (  # noqa: E402
 )
 from bench.loadgen import LoadPlan, RunningLoad  # noqa: E402
 from pytest_bluegreen import commands  # noqa: E402
-from pytest_bluegreen.adapters.haproxy import HAProxyRouter  # noqa: E402
-from pytest_bluegreen.adapters.stack import Stack  # noqa: E402
+from pytest_bluegreen.adapters.engines.compose import Stack  # noqa: E402
+from pytest_bluegreen.adapters.routers.haproxy import HAProxyRouter  # noqa: E402
 from pytest_bluegreen.checks.probe import check_colour_serves  # noqa: E402
-from pytest_bluegreen.core import load  # noqa: E402
+from pytest_bluegreen.core import load_figures as load  # noqa: E402
 from pytest_bluegreen.core.colours import Colour  # noqa: E402
 from pytest_bluegreen.core.errors import BluegreenError, StackError  # noqa: E402
 from pytest_bluegreen.core.record import DeployRecord, RecordStore  # noqa: E402

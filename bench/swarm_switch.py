@@ -67,10 +67,10 @@ from bench.common import (  # noqa: E402
     wait_until,
 )
 from bench.loadgen import LoadPlan, LoadResult, RunningLoad  # noqa: E402
-from pytest_bluegreen.adapters.haproxy_replicas import ReplicatedRouter  # noqa: E402
-from pytest_bluegreen.adapters.swarm import SwarmTasks  # noqa: E402
-from pytest_bluegreen.adapters.tls import ca_path, ensure_certificate  # noqa: E402
-from pytest_bluegreen.core import load  # noqa: E402
+from pytest_bluegreen.adapters.engines.swarm import SwarmTasks  # noqa: E402
+from pytest_bluegreen.adapters.routers.haproxy_replicas import ReplicatedRouter  # noqa: E402
+from pytest_bluegreen.adapters.routers.tls import ca_path, ensure_certificate  # noqa: E402
+from pytest_bluegreen.core import load_figures as load  # noqa: E402
 from pytest_bluegreen.core.colours import Colour  # noqa: E402
 from pytest_bluegreen.core.errors import RouterError  # noqa: E402
 from tests.swarm.cluster import ClusterError, SwarmCluster, base_image, start_cluster  # noqa: E402

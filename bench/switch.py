@@ -75,14 +75,14 @@ from bench.common import (  # noqa: E402
     wait_until,
 )
 from bench.loadgen import LoadPlan, LoadResult, RunningLoad  # noqa: E402
-from pytest_bluegreen.adapters.haproxy import (  # noqa: E402
+from pytest_bluegreen.adapters.engines.compose import HAPROXY_CONFIG_IN_CONTAINER as CFG  # noqa: E402
+from pytest_bluegreen.adapters.routers.haproxy import (  # noqa: E402
     MAP_KEY,
     HAProxyRouter,
     RuntimeAPI,
     write_map_file,
 )
-from pytest_bluegreen.adapters.stack import HAPROXY_CONFIG_IN_CONTAINER as CFG  # noqa: E402
-from pytest_bluegreen.core import load  # noqa: E402
+from pytest_bluegreen.core import load_figures as load  # noqa: E402
 from pytest_bluegreen.core.colours import COLOURS, Colour  # noqa: E402
 from pytest_bluegreen.core.config import LB_STATE_IN_CONTAINER  # noqa: E402
 from pytest_bluegreen.core.errors import BluegreenError  # noqa: E402

@@ -14,27 +14,27 @@ from pytest_bluegreen.core.colours import COLOURS, Colour, other_colour
 from pytest_bluegreen.core.errors import BluegreenError
 
 if TYPE_CHECKING:
-    from pytest_bluegreen.adapters.stack import Stack
-    from pytest_bluegreen.checks.probe import Target, https_session
-    from pytest_bluegreen.checks.rehearsal import (
+    from pytest_bluegreen.adapters.databases.rehearsal import (
         LiveColourOnCopy,
         MigrationRehearsal,
         ScratchDatabase,
     )
+    from pytest_bluegreen.adapters.engines.compose import Stack
+    from pytest_bluegreen.checks.probe import Target, https_session
     from pytest_bluegreen.core.config import StackConfig
     from pytest_bluegreen.core.deployment import Deployment
-    from pytest_bluegreen.tracker import not_applicable
+    from pytest_bluegreen.stage_tracker import not_applicable
 
 _LAZY: Final = {
     "StackConfig": "pytest_bluegreen.core.config",
     "Deployment": "pytest_bluegreen.core.deployment",
     "Target": "pytest_bluegreen.checks.probe",
     "https_session": "pytest_bluegreen.checks.probe",
-    "LiveColourOnCopy": "pytest_bluegreen.checks.rehearsal",
-    "MigrationRehearsal": "pytest_bluegreen.checks.rehearsal",
-    "ScratchDatabase": "pytest_bluegreen.checks.rehearsal",
-    "Stack": "pytest_bluegreen.adapters.stack",
-    "not_applicable": "pytest_bluegreen.tracker",
+    "LiveColourOnCopy": "pytest_bluegreen.adapters.databases.rehearsal",
+    "MigrationRehearsal": "pytest_bluegreen.adapters.databases.rehearsal",
+    "ScratchDatabase": "pytest_bluegreen.adapters.databases.rehearsal",
+    "Stack": "pytest_bluegreen.adapters.engines.compose",
+    "not_applicable": "pytest_bluegreen.stage_tracker",
 }
 
 __all__ = [

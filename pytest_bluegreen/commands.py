@@ -10,10 +10,10 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from pytest_bluegreen.adapters.compose import detect_compose_command
-from pytest_bluegreen.adapters.compose_host import ComposeHost
-from pytest_bluegreen.adapters.haproxy import read_map_file
-from pytest_bluegreen.adapters.stack import Progress, Stack, router_for
+from pytest_bluegreen.adapters.engines.compose import Progress, Stack, router_for
+from pytest_bluegreen.adapters.engines.compose_cli import detect_compose_command
+from pytest_bluegreen.adapters.host import ComposeHost
+from pytest_bluegreen.adapters.routers.haproxy import read_map_file
 from pytest_bluegreen.core.colours import COLOURS, Colour, other_colour
 from pytest_bluegreen.core.config import LB_STATE_IN_CONTAINER, StackConfig
 from pytest_bluegreen.core.deployment import Deployment
@@ -26,13 +26,13 @@ from pytest_bluegreen.core.state import ColourState, load_state, save_state
 from pytest_bluegreen.reporting import metrics
 from pytest_bluegreen.reporting.outputs import DeployOutputs
 from pytest_bluegreen.reporting.secrets import SecretPolicy
-from pytest_bluegreen.tracker import STAGES
+from pytest_bluegreen.stage_tracker import STAGES
 
 
 def _map_in_router(config: StackConfig) -> str:
     """The map's path inside the loadbalancer, as ``set map`` names it."""
     if config.swarm:
-        from pytest_bluegreen.adapters.swarm import MAP_IN_REPLICA
+        from pytest_bluegreen.adapters.engines.swarm import MAP_IN_REPLICA
 
         return MAP_IN_REPLICA
     return f"{LB_STATE_IN_CONTAINER}/{config.map_file.name}"
@@ -41,7 +41,7 @@ def _map_in_router(config: StackConfig) -> str:
 def host_for(config: StackConfig, progress: Progress) -> ComposeHost:
     """The adapters of the engine the settings name: Compose on this host, or a Swarm."""
     if config.swarm:
-        from pytest_bluegreen.adapters.swarm import SwarmHost
+        from pytest_bluegreen.adapters.engines.swarm import SwarmHost
 
         return SwarmHost(config, progress)
     return ComposeHost(config, progress)
@@ -50,7 +50,7 @@ def host_for(config: StackConfig, progress: Progress) -> ComposeHost:
 def stack_for(config: StackConfig, progress: Progress) -> Stack:
     """The stack of the engine the settings name (see :func:`host_for`)."""
     if config.swarm:
-        from pytest_bluegreen.adapters.swarm import SwarmStack
+        from pytest_bluegreen.adapters.engines.swarm import SwarmStack
 
         return SwarmStack(config, progress)
     return Stack(config, progress=progress)

@@ -19,12 +19,12 @@ from pytest_bluegreen.core.errors import BluegreenError
 from pytest_bluegreen.plugin import TRACKER_KEY, load_settings
 
 if TYPE_CHECKING:
-    from pytest_bluegreen.adapters.stack import Stack
+    from pytest_bluegreen.adapters.databases.rehearsal import MigrationRehearsal, ScratchDatabase
+    from pytest_bluegreen.adapters.engines.compose import Stack
     from pytest_bluegreen.checks.probe import Target
-    from pytest_bluegreen.checks.rehearsal import MigrationRehearsal, ScratchDatabase
     from pytest_bluegreen.core.config import StackConfig
     from pytest_bluegreen.core.deployment import Deployment
-    from pytest_bluegreen.tracker import StageTracker
+    from pytest_bluegreen.stage_tracker import StageTracker
 
 
 @pytest.fixture(scope="session")
@@ -92,7 +92,7 @@ def _recorded_live(config: StackConfig) -> Colour | None:
 
     live = load_state(config.state_file).live
     if live is None and config.admin_socket.exists():
-        from pytest_bluegreen.adapters.stack import router_for
+        from pytest_bluegreen.adapters.engines.compose import router_for
 
         try:
             live = router_for(config).active_colour()
@@ -113,7 +113,7 @@ def bluegreen_target(
     ``--bg-target``, else the stack's public URL with its recorded live colour and release.
     """
     from pytest_bluegreen.checks.probe import Target
-    from pytest_bluegreen.tracker import STAGE_KEY
+    from pytest_bluegreen.stage_tracker import STAGE_KEY
 
     deployment = _deployment(request)
     if deployment is not None:
@@ -195,7 +195,7 @@ def bluegreen_live_url(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="session")
 def bluegreen_stack(request: pytest.FixtureRequest) -> Stack:
     """The Compose stack (needs Docker): the deploy's own, or one for the settings."""
-    from pytest_bluegreen.adapters.stack import Stack
+    from pytest_bluegreen.adapters.engines.compose import Stack
 
     deployment = _deployment(request)
     if deployment is not None:
@@ -217,7 +217,7 @@ def bluegreen_host(bluegreen_stack: Stack, bluegreen_colour: Colour | None) -> C
     A role ("backend", "frontend") means the service of the colour under test; any other name
     ("db", "loadbalancer") is taken as the Compose service it names.
     """
-    from pytest_bluegreen.adapters.testinfra_hosts import container_host, service_name
+    from pytest_bluegreen.adapters.engines.testinfra_hosts import container_host, service_name
 
     def host(name: str) -> Any:
         service = service_name(bluegreen_stack.config, bluegreen_colour, name)
@@ -232,7 +232,7 @@ def bluegreen_host(bluegreen_stack: Stack, bluegreen_colour: Colour | None) -> C
 @pytest.fixture(scope="session")
 def bluegreen_rehearsal(bluegreen_deployment: Deployment) -> MigrationRehearsal:
     """The deploy's migration rehearsal: the backup restored into a scratch database."""
-    from pytest_bluegreen.checks.rehearsal import MigrationRehearsal
+    from pytest_bluegreen.adapters.databases.rehearsal import MigrationRehearsal
 
     try:
         rehearsal = bluegreen_deployment.rehearsal()

@@ -24,7 +24,7 @@ def pytest_bluegreen_stage_ended(
     """A stage of a ``--bg-deploy`` session has ended.
 
     :param config: The pytest config object.
-    :param stage: The stage's name, one of ``pytest_bluegreen.tracker.STAGES``
+    :param stage: The stage's name, one of ``pytest_bluegreen.stage_tracker.STAGES``
         ("prerequisites", "colours", ..., "retire").
     :param outcome: ``"passed"``, ``"failed"`` or ``"skipped"`` (no test of the stage passed,
         none failed: only ``not_applicable`` ones, say).

@@ -8,7 +8,7 @@ runs a packaged suite on its own. ``--bg-status``, ``--bg-dry-run``, ``--bg-swit
 ``bluegreen status``, ``plan``, ``switch``, ``rollback`` and ``retire``, and exit without
 collecting tests.
 
-The stages live in :mod:`pytest_bluegreen.tracker`, the fixtures in
+The stages live in :mod:`pytest_bluegreen.stage_tracker`, the fixtures in
 :mod:`pytest_bluegreen.fixtures`, the hooks a conftest may implement in
 :mod:`pytest_bluegreen.hookspec`. Installing the plugin costs a run that uses no ``--bg-*``
 option almost nothing: the deploy machinery (Docker, Compose, HAProxy, reports, testinfra,
@@ -36,7 +36,7 @@ from pytest_bluegreen.core.errors import BluegreenError
 if TYPE_CHECKING:
     from pytest_bluegreen.core.config import StackConfig
     from pytest_bluegreen.core.deployment import Deployment
-    from pytest_bluegreen.tracker import StageTracker
+    from pytest_bluegreen.stage_tracker import StageTracker
 
 FIXTURES: Final = "pytest_bluegreen.fixtures"
 # A --bg-deploy session's StageTracker, on the config's stash.
@@ -210,7 +210,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "bluegreen_stage(name): run this test in a deploy stage "
-        "(one of pytest_bluegreen.tracker.STAGES, prerequisites to retire)",
+        "(one of pytest_bluegreen.stage_tracker.STAGES, prerequisites to retire)",
     )
     _register_fixtures(config)
     explicit = config.args if config.args_source == pytest.Config.ArgsSource.ARGS else []
@@ -247,7 +247,7 @@ def pytest_configure(config: pytest.Config) -> None:
     from pytest_bluegreen import commands
     from pytest_bluegreen.core.record import new_deploy_id
     from pytest_bluegreen.gates import resolve_suite
-    from pytest_bluegreen.tracker import StageTracker, terminal_writer
+    from pytest_bluegreen.stage_tracker import StageTracker, terminal_writer
 
     deploy_id = new_deploy_id()
     reports = _default_reports(config, stack_config, deploy_id)

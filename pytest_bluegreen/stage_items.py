@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_bluegreen.core.deployment import Deployment
-from pytest_bluegreen.tracker import StageTracker, not_applicable
+from pytest_bluegreen.stage_tracker import StageTracker, not_applicable
 
 
 @pytest.mark.bluegreen_stage("prerequisites")

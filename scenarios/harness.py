@@ -16,7 +16,7 @@ from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from pytest_bluegreen.adapters.locust_load import LoadRun
+from pytest_bluegreen.adapters.load.locust_runner import LoadRun
 from pytest_bluegreen.core.lock import DeployLock
 from tests.harness import NOISY_P99, StackUser, Throwaway, ports
 

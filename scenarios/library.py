@@ -13,7 +13,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pytest_bluegreen.tracker import STAGES
+from pytest_bluegreen.stage_tracker import STAGES
 from scenarios.harness import Deploy, ScenarioHost
 
 Action = Callable[[ScenarioHost, Deploy], None]

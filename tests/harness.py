@@ -32,8 +32,8 @@ import requests
 import tomli_w
 import tomllib
 
-from pytest_bluegreen.adapters.postgres import DatabaseBackup
-from pytest_bluegreen.adapters.stack import Stack
+from pytest_bluegreen.adapters.databases.postgres import DatabaseBackup
+from pytest_bluegreen.adapters.engines.compose import Stack
 from pytest_bluegreen.core.colours import Colour, other_colour
 from pytest_bluegreen.core.config import StackConfig, load_config
 from pytest_bluegreen.core.record import DeployRecord, RecordStore

@@ -18,7 +18,7 @@ from typing import Final, TypeAlias
 import requests
 
 from pytest_bluegreen.checks.probe import https_session
-from pytest_bluegreen.core.load import percentile
+from pytest_bluegreen.core.load_figures import percentile
 
 REQUEST_TIMEOUT_S: Final = 10.0
 MAX_DURATION_S: Final = 120.0

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_bluegreen.core import bake as baking
-from pytest_bluegreen.core import load as loads
+from pytest_bluegreen.core import load_figures as loads
 from pytest_bluegreen.core.colours import Colour, other_colour
 from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.errors import BluegreenError, DeployError

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from pytest_bluegreen.core import load as loads
+from pytest_bluegreen.core import load_figures as loads
 from pytest_bluegreen.core.errors import DeployError
 from pytest_bluegreen.core.ports import LoadGenerator
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from pytest_bluegreen.core.colours import Colour
-from pytest_bluegreen.core.load import Sample
+from pytest_bluegreen.core.load_figures import Sample
 from pytest_bluegreen.core.record import DeployRecord
 
 NotificationKind = Literal["start", "success", "failure", "rollback"]

@@ -17,7 +17,7 @@ from pytest_bluegreen.checks.probe import Target, check_colour_serves
 from pytest_bluegreen.core.config import HARDENING_DEFAULTS, StackConfig
 from pytest_bluegreen.gates import BluegreenWarning
 from pytest_bluegreen.plugin import TRACKER_KEY
-from pytest_bluegreen.tracker import not_applicable
+from pytest_bluegreen.stage_tracker import not_applicable
 
 TIMEOUT_S: Final = 10.0
 MEDIAN_SAMPLES: Final = 5

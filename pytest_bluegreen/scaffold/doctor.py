@@ -16,14 +16,14 @@ from typing import Any, Final
 
 import yaml
 
-from pytest_bluegreen.adapters.compose import (
+from pytest_bluegreen.adapters.engines.compose import port_in_use
+from pytest_bluegreen.adapters.engines.compose_cli import (
     Compose,
     PublishedPort,
     Runner,
     ServiceSpec,
     detect_compose_command,
 )
-from pytest_bluegreen.adapters.stack import port_in_use
 from pytest_bluegreen.core.colours import COLOURS
 from pytest_bluegreen.core.config import PORT_SETTINGS, StackConfig, load_config
 from pytest_bluegreen.core.errors import BluegreenError

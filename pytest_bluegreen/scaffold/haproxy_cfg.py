@@ -1,6 +1,6 @@
 """HAProxy's configuration for a team's stack, rendered from the template shipped in the package.
 
-It follows the HAProxy contract the deploy drives (``pytest_bluegreen/adapters/haproxy.py``):
+It follows the HAProxy contract the deploy drives (``adapters/routers/haproxy.py``):
 the admin socket and the two map files under ``/var/lib/bluegreen``, a public frontend that
 picks ``<backend>_%[var(txn.colour)]`` by path prefix, a preview frontend per colour, and one
 backend per routed service and colour that names its colour and release in every response.

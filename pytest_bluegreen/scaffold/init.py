@@ -21,7 +21,7 @@ from typing import Final
 
 import yaml
 
-from pytest_bluegreen.adapters.compose import Runner
+from pytest_bluegreen.adapters.engines.compose_cli import Runner
 from pytest_bluegreen.reporting.secrets import MIN_SECRET_LENGTH, SECRET_NAME
 from pytest_bluegreen.scaffold.compose_model import (
     EnvDeclaration,

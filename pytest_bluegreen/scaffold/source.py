@@ -22,7 +22,7 @@ from typing import Any, Final
 import tomllib
 import yaml
 
-from pytest_bluegreen.adapters.compose import Compose, Runner, detect_compose_command
+from pytest_bluegreen.adapters.engines.compose_cli import Compose, Runner, detect_compose_command
 from pytest_bluegreen.core.errors import ComposeError
 from pytest_bluegreen.scaffold.compose_model import ScaffoldError
 from pytest_bluegreen.scaffold.override import relativise, source_digest

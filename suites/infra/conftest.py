@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from pytest_bluegreen.adapters.stack import Stack
-from pytest_bluegreen.adapters.testinfra_hosts import service_name
+from pytest_bluegreen.adapters.engines.compose import Stack
+from pytest_bluegreen.adapters.engines.testinfra_hosts import service_name
 from pytest_bluegreen.core.colours import Colour
-from pytest_bluegreen.gates.containers import Container
+from pytest_bluegreen.gates.container_facts import Container
 
 ROLES = ("backend", "frontend")
 

@@ -33,7 +33,7 @@ import requests
 import tomli_w
 import tomllib
 
-from pytest_bluegreen.adapters.tls import ensure_certificate
+from pytest_bluegreen.adapters.routers.tls import ensure_certificate
 
 pytestmark = pytest.mark.integration
 

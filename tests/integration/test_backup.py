@@ -17,14 +17,14 @@ from typing import TypeVar
 
 import pytest
 
-from pytest_bluegreen.adapters.postgres import (
+from pytest_bluegreen.adapters.databases.postgres import (
     BackupResult,
     DatabaseBackup,
     checksum_file,
     file_sha256,
     verify_checksum,
 )
-from pytest_bluegreen.adapters.stack import Stack
+from pytest_bluegreen.adapters.engines.compose import Stack
 from pytest_bluegreen.core.errors import BackupError
 from tests.images import ThrowawayImages
 from tests.integration.conftest import make_config, progress

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen.adapters.stack import Stack
+from pytest_bluegreen.adapters.engines.compose import Stack
 from pytest_bluegreen.core.errors import StackError
 from tests.images import ThrowawayImages
 from tests.integration.conftest import REPO, make_config, progress

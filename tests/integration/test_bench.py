@@ -21,7 +21,7 @@ import pytest
 
 from bench.common import bench_config
 from bench.switch import EXTRA_LBS
-from pytest_bluegreen.adapters.stack import Stack
+from pytest_bluegreen.adapters.engines.compose import Stack
 from tests.images import ThrowawayImages
 
 pytestmark = pytest.mark.integration

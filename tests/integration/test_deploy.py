@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from pytest_bluegreen.adapters.postgres import DatabaseBackup
+from pytest_bluegreen.adapters.databases.postgres import DatabaseBackup
 from pytest_bluegreen.core.colours import Colour, other_colour
 from pytest_bluegreen.core.lock import DeployLock
 from pytest_bluegreen.core.record import DeployRecord, RecordStore

@@ -24,7 +24,7 @@ import pytest
 import requests
 import tomli_w
 
-from pytest_bluegreen.adapters.stack import Stack
+from pytest_bluegreen.adapters.engines.compose import Stack
 from pytest_bluegreen.core.config import load_config
 from pytest_bluegreen.core.record import RecordStore
 from tests.harness import reference_settings

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import pytest
 import requests
 
-from pytest_bluegreen.adapters.compose import detect_compose_command
+from pytest_bluegreen.adapters.engines.compose_cli import detect_compose_command
 from pytest_bluegreen.core.record import DeployRecord, new_deploy_id, utc_timestamp
 from pytest_bluegreen.reporting import metrics
 from tests.images import ThrowawayImages

@@ -18,9 +18,13 @@ from typing import Any, TypeVar
 
 import pytest
 
-from pytest_bluegreen.adapters.backup_files import checksum_file, file_sha256, verify_checksum
-from pytest_bluegreen.adapters.command_db import CommandBackup
-from pytest_bluegreen.adapters.mysql import MySQLBackup
+from pytest_bluegreen.adapters.databases.commands import CommandBackup
+from pytest_bluegreen.adapters.databases.dump_files import (
+    checksum_file,
+    file_sha256,
+    verify_checksum,
+)
+from pytest_bluegreen.adapters.databases.mysql import MySQLBackup
 from pytest_bluegreen.core.errors import BackupError
 from pytest_bluegreen.core.ports import BackupResult
 from tests.harness import REPO, progress

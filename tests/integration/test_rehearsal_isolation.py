@@ -21,7 +21,7 @@ import pytest
 import requests
 import tomli_w
 
-from pytest_bluegreen.adapters.compose_host import ComposeHost
+from pytest_bluegreen.adapters.host import ComposeHost
 from pytest_bluegreen.core.config import load_config
 from tests.harness import (
     NOISY_P99,

@@ -20,7 +20,7 @@ import pytest
 import requests
 import yaml
 
-from pytest_bluegreen.adapters.tls import ensure_certificate
+from pytest_bluegreen.adapters.routers.tls import ensure_certificate
 from pytest_bluegreen.scaffold.doctor import run_doctor
 from pytest_bluegreen.scaffold.init import run_init
 from pytest_bluegreen.scaffold.source import OVERRIDE, env_values

@@ -8,7 +8,7 @@ import time
 
 import requests
 
-from pytest_bluegreen.adapters.haproxy import read_map_file
+from pytest_bluegreen.adapters.routers.haproxy import read_map_file
 from tests.integration.conftest import RunningStack
 
 REQUESTS_PER_CLIENT = 40

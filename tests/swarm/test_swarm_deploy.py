@@ -37,7 +37,7 @@ import tomllib
 from prometheus_client.parser import text_string_to_metric_families
 from requests.adapters import HTTPAdapter
 
-from pytest_bluegreen.adapters.haproxy import RuntimeAPI, parse_show_map
+from pytest_bluegreen.adapters.routers.haproxy import RuntimeAPI, parse_show_map
 from tests.swarm.cluster import Node, SwarmCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.swarm]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen.adapters.postgres import (
+from pytest_bluegreen.adapters.databases.postgres import (
     DatabaseBackup,
     checksum_file,
     file_sha256,

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen.adapters.backup_files import checksum_file, verify_checksum
-from pytest_bluegreen.adapters.command_db import (
+from pytest_bluegreen.adapters.databases.commands import (
     CommandBackup,
     CommandBackupResult,
     restore_argv,
     scratch_name,
 )
+from pytest_bluegreen.adapters.databases.dump_files import checksum_file, verify_checksum
 from pytest_bluegreen.core.errors import BackupError
 from tests.unit.local_docker import install
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from pytest_bluegreen.adapters import compose as compose_module
-from pytest_bluegreen.adapters.compose import (
+from pytest_bluegreen.adapters.engines import compose_cli as compose_module
+from pytest_bluegreen.adapters.engines.compose_cli import (
     Compose,
     PublishedPort,
     ServiceSpec,

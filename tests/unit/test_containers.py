@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from pytest_bluegreen.adapters.compose import ServiceSpec
-from pytest_bluegreen.adapters.containers import (
+from pytest_bluegreen.adapters.engines.compose_cli import ServiceSpec
+from pytest_bluegreen.adapters.engines.docker_run import (
     DockerCLI,
     env_file_text,
     private_env_file,

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen.adapters.command_db import CommandBackup
 from pytest_bluegreen.adapters.databases import open_database
-from pytest_bluegreen.adapters.mysql import MySQLBackup
-from pytest_bluegreen.adapters.postgres import DatabaseBackup
+from pytest_bluegreen.adapters.databases.commands import CommandBackup
+from pytest_bluegreen.adapters.databases.mysql import MySQLBackup
+from pytest_bluegreen.adapters.databases.postgres import DatabaseBackup
 from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.errors import ConfigError
 

@@ -20,7 +20,7 @@ from pytest_bluegreen.core.colours import Colour, other_colour
 from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.deployment import Deployment, Phase
 from pytest_bluegreen.core.errors import DeployError, LiveColourChanged, LockError, NotReadyError
-from pytest_bluegreen.core.load import Sample
+from pytest_bluegreen.core.load_figures import Sample
 from pytest_bluegreen.core.lock import DeployLock, LockHolder
 from pytest_bluegreen.core.ports import (
     BackupResult,

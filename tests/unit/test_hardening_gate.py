@@ -17,7 +17,7 @@ import subprocess
 import pytest
 
 from pytest_bluegreen.checks import hardening
-from pytest_bluegreen.gates.containers import Container
+from pytest_bluegreen.gates.container_facts import Container
 
 
 class Result:

@@ -17,7 +17,7 @@ from pytest_bluegreen.checks.latency import (
     pool,
     regression,
 )
-from pytest_bluegreen.core.load import percentile
+from pytest_bluegreen.core.load_figures import percentile
 from pytest_bluegreen.gates import GATES_DIR
 
 SUITE = GATES_DIR / "latency" / "test_latency.py"

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_bluegreen.core.errors import DeployError
-from pytest_bluegreen.core.load import Sample, Window, figures, percentile
+from pytest_bluegreen.core.load_figures import Sample, Window, figures, percentile
 
 
 def test_percentile_is_nearest_rank() -> None:

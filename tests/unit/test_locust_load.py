@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from pytest_bluegreen.adapters.locust_load import LoadRun
+from pytest_bluegreen.adapters.load.locust_runner import LoadRun
 from tests.unit.colour_server import serving
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pytest_bluegreen import commands
-from pytest_bluegreen.adapters.haproxy import read_map_file, write_map_file
+from pytest_bluegreen.adapters.routers.haproxy import read_map_file, write_map_file
 from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.errors import LockError
 from pytest_bluegreen.core.lock import DeployLock

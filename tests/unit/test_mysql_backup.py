@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen.adapters.backup_files import checksum_file, verify_checksum
-from pytest_bluegreen.adapters.mysql import (
+from pytest_bluegreen.adapters.databases.dump_files import checksum_file, verify_checksum
+from pytest_bluegreen.adapters.databases.mysql import (
     CLIENT_SCRIPT,
     COUNT_SQL,
     PREPARE_COUNT_SQL,

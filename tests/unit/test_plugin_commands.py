@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen.adapters.haproxy import write_map_file
+from pytest_bluegreen.adapters.routers.haproxy import write_map_file
 from pytest_bluegreen.cli import main
 from pytest_bluegreen.core.config import load_config
 from pytest_bluegreen.core.lock import DeployLock

@@ -20,7 +20,7 @@ NOT_AT_LOAD = (
     "pytest_bluegreen.core.state",
     "pytest_bluegreen.gates",
     "pytest_bluegreen.reporting",
-    "pytest_bluegreen.tracker",
+    "pytest_bluegreen.stage_tracker",
 )
 
 

@@ -26,7 +26,7 @@ def test_loading_the_plugin_imports_no_deploy_machinery() -> None:
         "import sys, pytest_bluegreen, pytest_bluegreen.plugin, pytest_bluegreen.fixtures; "
         "heavy = ('docker', 'requests', 'testinfra', 'cryptography', 'prometheus_client', "
         "'yaml', 'tomllib', 'pytest_bluegreen.core.deployment', 'pytest_bluegreen.commands', "
-        "'pytest_bluegreen.adapters.stack', 'pytest_bluegreen.reporting.report', "
+        "'pytest_bluegreen.adapters.engines.compose', 'pytest_bluegreen.reporting.report', "
         "'pytest_bluegreen.core.config', 'pytest_bluegreen.core.state', "
         "'pytest_bluegreen.core.record'); "
         "print(sorted(m for m in heavy if m in sys.modules))"

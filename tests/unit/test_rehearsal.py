@@ -10,15 +10,15 @@ from typing import Any
 import pytest
 import tomllib
 
-from pytest_bluegreen.adapters.compose import ServiceSpec
-from pytest_bluegreen.adapters.testinfra_hosts import service_name
-from pytest_bluegreen.checks.rehearsal import (
+from pytest_bluegreen.adapters.databases.rehearsal import (
     MigrationRehearsal,
     error_lines,
     pending_lines,
     rehearsal_env,
     remote_engine,
 )
+from pytest_bluegreen.adapters.engines.compose_cli import ServiceSpec
+from pytest_bluegreen.adapters.engines.testinfra_hosts import service_name
 from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.errors import BackupError, DeployError, StackError
 from pytest_bluegreen.core.ports import ContainerState

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen.adapters.haproxy import RuntimeAPI
-from pytest_bluegreen.adapters.haproxy_replicas import Replica, ReplicatedRouter
+from pytest_bluegreen.adapters.routers.haproxy import RuntimeAPI
+from pytest_bluegreen.adapters.routers.haproxy_replicas import Replica, ReplicatedRouter
 from pytest_bluegreen.core.colours import Colour
 from pytest_bluegreen.core.errors import RouterError
 from tests.unit.fake_haproxy import FakeRuntimeAPI

@@ -15,10 +15,10 @@ from typing import Any
 import docker.errors
 import pytest
 
-from pytest_bluegreen.adapters import stack as stack_module
-from pytest_bluegreen.adapters.compose import Compose
-from pytest_bluegreen.adapters.docker_engine import DockerEngine
-from pytest_bluegreen.adapters.stack import Stack
+from pytest_bluegreen.adapters.engines import compose as stack_module
+from pytest_bluegreen.adapters.engines.compose import Stack
+from pytest_bluegreen.adapters.engines.compose_cli import Compose
+from pytest_bluegreen.adapters.engines.docker_api import DockerEngine
 from pytest_bluegreen.core.colours import Colour
 from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.errors import StackError

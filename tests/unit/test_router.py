@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen.adapters.haproxy import (
+from pytest_bluegreen.adapters.routers.haproxy import (
     HAProxyRouter,
     RuntimeAPI,
     parse_show_map,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen.adapters.compose import Compose, PublishedPort, ServiceSpec
-from pytest_bluegreen.adapters.stack import Stack, port_in_use, repository
+from pytest_bluegreen.adapters.engines.compose import Stack, port_in_use, repository
+from pytest_bluegreen.adapters.engines.compose_cli import Compose, PublishedPort, ServiceSpec
 from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.errors import PortInUse
 from tests.unit.reference import REFERENCE

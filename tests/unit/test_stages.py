@@ -15,7 +15,7 @@ import pytest
 
 from pytest_bluegreen.plugin import TRACKER_KEY
 from pytest_bluegreen.core.record import DeployRecord
-from pytest_bluegreen.tracker import StageTracker, terminal_writer
+from pytest_bluegreen.stage_tracker import StageTracker, terminal_writer
 
 
 class StandInDeployment:
@@ -49,7 +49,7 @@ def pytest_configure(config):
 
 STAGES = """
 import pytest
-from pytest_bluegreen.tracker import not_applicable
+from pytest_bluegreen.stage_tracker import not_applicable
 
 ran = []
 

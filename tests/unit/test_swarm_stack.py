@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pytest_bluegreen.adapters.swarm import for_stack_deploy, slot_state
+from pytest_bluegreen.adapters.engines.swarm import for_stack_deploy, slot_state
 from pytest_bluegreen.core.config import load_config
 from pytest_bluegreen.core.errors import ConfigError
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from pytest_bluegreen.adapters.tls import (
+from pytest_bluegreen.adapters.routers.tls import (
     ca_path,
     certificate_valid,
     ensure_certificate,

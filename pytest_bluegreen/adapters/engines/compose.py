@@ -19,14 +19,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final
 
-from pytest_bluegreen.adapters.compose import (
+from pytest_bluegreen.adapters.engines.compose_cli import (
     Compose,
     PublishedPort,
     ServiceSpec,
     detect_compose_command,
 )
-from pytest_bluegreen.adapters.docker_engine import DockerEngine
-from pytest_bluegreen.adapters.haproxy import (
+from pytest_bluegreen.adapters.engines.docker_api import DockerEngine
+from pytest_bluegreen.adapters.routers.haproxy import (
     RELEASES_MAP,
     HAProxyRouter,
     RuntimeAPI,
@@ -34,7 +34,7 @@ from pytest_bluegreen.adapters.haproxy import (
     write_map_file,
     write_releases_map,
 )
-from pytest_bluegreen.adapters.tls import ensure_certificate, install_certificate
+from pytest_bluegreen.adapters.routers.tls import ensure_certificate, install_certificate
 from pytest_bluegreen.checks.probe import check_colour_serves
 from pytest_bluegreen.core.colours import COLOURS, Colour
 from pytest_bluegreen.core.config import (
@@ -144,7 +144,7 @@ def repository(image: str) -> str:
 def router_for(config: StackConfig) -> Router:
     """The stack's router: HAProxy's admin socket here, or every replica's API on a swarm."""
     if config.swarm:
-        from pytest_bluegreen.adapters.swarm import swarm_router
+        from pytest_bluegreen.adapters.engines.swarm import swarm_router
 
         return swarm_router(config)
     return HAProxyRouter(

@@ -2,8 +2,8 @@
 
 The migration rehearsal needs what Compose cannot give it: a service's containers on a network
 of their own, which reaches nothing of the stack. So it starts them with the docker CLI from the
-definition Compose resolved (:class:`~pytest_bluegreen.adapters.compose.ServiceSpec`): image,
-environment, entrypoint, command, user, working directory, init, never a volume or a port.
+definition Compose resolved (:class:`~.compose_cli.ServiceSpec`): image, environment,
+entrypoint, command, user, working directory, init, never a volume or a port.
 
 The environment, secrets included, goes through a 0600 file given to ``--env-file`` and removed
 as soon as ``docker run`` has returned: never ``-e NAME=value`` on a command line, where every
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from pytest_bluegreen.adapters.compose import ServiceSpec
+from pytest_bluegreen.adapters.engines.compose_cli import ServiceSpec
 from pytest_bluegreen.core.errors import CommandTimeout, DockerUnavailable, StackError
 
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]

@@ -56,7 +56,7 @@ class Opening:
 
 
 def _postgres(o: Opening) -> DatabaseAdapter:
-    from pytest_bluegreen.adapters.postgres import DatabaseBackup
+    from pytest_bluegreen.adapters.databases.postgres import DatabaseBackup
 
     return DatabaseBackup(
         o.container_id, o.database, o.user, o.backup_dir, o.keep, o.docker, timeout_s=o.timeout_s
@@ -64,7 +64,7 @@ def _postgres(o: Opening) -> DatabaseAdapter:
 
 
 def _mysql(o: Opening) -> DatabaseAdapter:
-    from pytest_bluegreen.adapters.mysql import MySQLBackup
+    from pytest_bluegreen.adapters.databases.mysql import MySQLBackup
 
     return MySQLBackup(
         o.container_id, o.database, o.user, o.backup_dir, o.keep, o.docker, timeout_s=o.timeout_s
@@ -72,7 +72,7 @@ def _mysql(o: Opening) -> DatabaseAdapter:
 
 
 def _commands(o: Opening) -> DatabaseAdapter:
-    from pytest_bluegreen.adapters.command_db import CommandBackup
+    from pytest_bluegreen.adapters.databases.commands import CommandBackup
 
     return CommandBackup(
         o.container_id,

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from pytest_bluegreen.adapters.backup_files import (
+from pytest_bluegreen.adapters.databases.dump_files import (
     CLEANUP_TIMEOUT_S,
     COUNTS_PREFIX,
     DEFAULT_TIMEOUT_S,

@@ -28,11 +28,11 @@ from typing import Final
 
 import requests
 
-from pytest_bluegreen.adapters.compose import ServiceSpec
-from pytest_bluegreen.adapters.containers import LABEL, DockerCLI
 from pytest_bluegreen.adapters.databases import DEFAULT_PORTS, DatabaseAdapter, open_database
-from pytest_bluegreen.adapters.docker_engine import EXEC_TIMED_OUT, DockerEngine
-from pytest_bluegreen.adapters.stack import Stack
+from pytest_bluegreen.adapters.engines.compose import Stack
+from pytest_bluegreen.adapters.engines.compose_cli import ServiceSpec
+from pytest_bluegreen.adapters.engines.docker_api import EXEC_TIMED_OUT, DockerEngine
+from pytest_bluegreen.adapters.engines.docker_run import LABEL, DockerCLI
 from pytest_bluegreen.core.colours import COLOURS, Colour
 from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.errors import BluegreenError, DeployError

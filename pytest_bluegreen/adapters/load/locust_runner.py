@@ -4,7 +4,7 @@ Launched held (the process and its imports cost about a second) and released whe
 should begin: a deploy launches it during the gates and releases it in the switch stage.
 
 ``import locust`` patches the whole process with gevent, so it never runs in ours; its lines
-are read back as :class:`~pytest_bluegreen.core.load.Sample`.
+are read back as :class:`~pytest_bluegreen.core.load_figures.Sample`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pytest_bluegreen.core.errors import DeployError
-from pytest_bluegreen.core.load import Sample
+from pytest_bluegreen.core.load_figures import Sample
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 HOLD_S = 3600.0  # a launched run never released: longer than any deploy's gates

@@ -6,7 +6,7 @@ from typing import Any
 
 import testinfra
 
-from pytest_bluegreen.adapters.stack import Stack
+from pytest_bluegreen.adapters.engines.compose import Stack
 from pytest_bluegreen.core.colours import Colour
 from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.errors import StackError

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar
 
-from pytest_bluegreen.adapters.haproxy import (
+from pytest_bluegreen.adapters.routers.haproxy import (
     MAP_KEY,
     HAProxyRouter,
     RuntimeAPI,

@@ -29,14 +29,14 @@ from typing import Any, Final
 
 import yaml
 
-from pytest_bluegreen.adapters.compose import ServiceSpec
-from pytest_bluegreen.adapters.compose_host import ComposeHost
-from pytest_bluegreen.adapters.containers import DockerCLI
 from pytest_bluegreen.adapters.databases import DatabaseAdapter, open_database
-from pytest_bluegreen.adapters.docker_engine import DockerEngine
-from pytest_bluegreen.adapters.haproxy import write_map_file
-from pytest_bluegreen.adapters.haproxy_replicas import Replica, ReplicatedRouter
-from pytest_bluegreen.adapters.stack import Progress, Stack
+from pytest_bluegreen.adapters.engines.compose import Progress, Stack
+from pytest_bluegreen.adapters.engines.compose_cli import ServiceSpec
+from pytest_bluegreen.adapters.engines.docker_api import DockerEngine
+from pytest_bluegreen.adapters.engines.docker_run import DockerCLI
+from pytest_bluegreen.adapters.host import ComposeHost
+from pytest_bluegreen.adapters.routers.haproxy import write_map_file
+from pytest_bluegreen.adapters.routers.haproxy_replicas import Replica, ReplicatedRouter
 from pytest_bluegreen.core.colours import COLOURS, Colour
 from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.errors import CommandTimeout, ConfigError, DockerUnavailable, StackError

@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from pytest_bluegreen.adapters.databases import DatabaseAdapter, open_database
-from pytest_bluegreen.adapters.locust_load import LoadRun
-from pytest_bluegreen.adapters.stack import Progress, Stack, router_for
+from pytest_bluegreen.adapters.databases.rehearsal import MigrationRehearsal
+from pytest_bluegreen.adapters.engines.compose import Progress, Stack, router_for
+from pytest_bluegreen.adapters.load.locust_runner import LoadRun
 from pytest_bluegreen.checks.probe import check_colour_serves
-from pytest_bluegreen.checks.rehearsal import MigrationRehearsal
 from pytest_bluegreen.core.colours import Colour
 from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.errors import DeployError

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from pytest_bluegreen.adapters.backup_files import (
+from pytest_bluegreen.adapters.databases.dump_files import (
     DEFAULT_TIMEOUT_S,
     ContainerExec,
     Dumped,

@@ -1,7 +1,7 @@
 """Load across a switch: Locust users on the public frontend, one JSON line per request.
 
-Run by :mod:`pytest_bluegreen.adapters.locust_load` in a process of its own (``import locust``
-patches the whole process with gevent). Half the users keep their connection alive, half open
+Run by :mod:`.locust_runner` in a process of its own (``import locust`` patches the whole
+process with gevent). Half the users keep their connection alive, half open
 a new one per request, so that a switch is seen by both kinds of client.
 Settings come from the environment.
 
