@@ -16,7 +16,7 @@ import pytest
 
 from pytest_bluegreen.core.colours import Colour, other_colour
 from pytest_bluegreen.core.errors import BluegreenError
-from pytest_bluegreen.plugin import TRACKER_KEY, load_settings
+from pytest_bluegreen.session import TRACKER_KEY, load_settings
 
 if TYPE_CHECKING:
     from pytest_bluegreen.adapters.databases.rehearsal import MigrationRehearsal, ScratchDatabase

@@ -32,15 +32,13 @@ import pytest
 from pytest_bluegreen import hookspec
 from pytest_bluegreen.core.colours import COLOURS, Colour
 from pytest_bluegreen.core.errors import BluegreenError
+from pytest_bluegreen.session import TRACKER_KEY, load_settings
 
 if TYPE_CHECKING:
     from pytest_bluegreen.core.config import StackConfig
     from pytest_bluegreen.core.deployment import Deployment
-    from pytest_bluegreen.stage_tracker import StageTracker
 
 FIXTURES: Final = "pytest_bluegreen.fixtures"
-# A --bg-deploy session's StageTracker, on the config's stash.
-TRACKER_KEY: Final[pytest.StashKey[StageTracker]] = pytest.StashKey()
 RELEASE_ID: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 IDLE: Final = "idle"
 # The one-shot commands, as pytest options; each runs one function of pytest_bluegreen.commands.
@@ -136,20 +134,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspec)
-
-
-def load_settings(config: pytest.Config) -> StackConfig:
-    """The stack's settings, from ``--bg-config``, ``--bg-compose-file`` and the rootdir."""
-    from pytest_bluegreen.core.config import load_config
-
-    try:
-        return load_config(
-            config.rootpath,
-            config.getoption("bg_config"),
-            config.getoption("bg_compose_file"),
-        )
-    except BluegreenError as exc:
-        raise pytest.UsageError(f"bluegreen: {exc}") from None
 
 
 @pytest.hookimpl(tryfirst=True)

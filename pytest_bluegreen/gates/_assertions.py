@@ -16,7 +16,7 @@ from pytest_bluegreen.checks.latency import measure
 from pytest_bluegreen.checks.probe import Target, check_colour_serves
 from pytest_bluegreen.core.config import HARDENING_DEFAULTS, StackConfig
 from pytest_bluegreen.gates import BluegreenWarning
-from pytest_bluegreen.plugin import TRACKER_KEY
+from pytest_bluegreen.session import TRACKER_KEY
 from pytest_bluegreen.stage_tracker import not_applicable
 
 TIMEOUT_S: Final = 10.0

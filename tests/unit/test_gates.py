@@ -214,8 +214,8 @@ from pathlib import Path
 import pytest
 
 from pytest_bluegreen.core.record import DeployRecord
-from pytest_bluegreen.plugin import load_settings
-from pytest_bluegreen.plugin import TRACKER_KEY
+from pytest_bluegreen.session import load_settings
+from pytest_bluegreen.session import TRACKER_KEY
 
 
 class StandInDeployment:

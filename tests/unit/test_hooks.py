@@ -30,7 +30,7 @@ def pytest_bluegreen_traffic_switched(config, from_colour, to_colour, reason, re
 
 STAND_IN_TRACKER = """
 from pytest_bluegreen.core.record import DeployRecord
-from pytest_bluegreen.plugin import TRACKER_KEY
+from pytest_bluegreen.session import TRACKER_KEY
 from pytest_bluegreen.stage_tracker import StageTracker
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen.plugin import TRACKER_KEY
+from pytest_bluegreen.session import TRACKER_KEY
 from pytest_bluegreen.core.record import DeployRecord
 from pytest_bluegreen.stage_tracker import StageTracker, terminal_writer
 

@@ -2,7 +2,7 @@
 
 ``backup_command`` runs in the database service's container and writes the dump on stdout; it
 is stored as it comes (compress it in the command if you want it compressed), checksummed,
-refused when empty, and rotated like every backup (:mod:`.backup_files`). ``restore_command``
+refused when empty, and rotated like every backup (:mod:`.dump_files`). ``restore_command``
 (optional) runs there too and reads a dump on stdin; ``{database}`` in any of its arguments is
 replaced by the database to restore into, which the command must create, or replace when it
 exists (e.g. ``["sh", "-c", 'dropdb --if-exists "$1" && createdb "$1" && pg_restore -d "$1"',
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from pytest_bluegreen.adapters.databases.container_exec import ContainerExec
 from pytest_bluegreen.adapters.databases.dump_files import (
     DEFAULT_TIMEOUT_S,
-    ContainerExec,
     Dumped,
     check_restorable,
     make_backup,

@@ -25,7 +25,7 @@ rows, and such a backup fails verification rather than pass unchecked.
 Credentials never appear on a command line (the host's ``ps`` would show them): every command
 runs as a shell in the database container that reads the container's own environment, the
 official images' ``MARIADB_ROOT_PASSWORD`` or ``MYSQL_ROOT_PASSWORD`` (or their ``*_FILE``
-variants) for root, into ``MYSQL_PWD``. Commands are bounded as in :mod:`.backup_files`.
+variants) for root, into ``MYSQL_PWD``. Commands are bounded as in :mod:`.container_exec`.
 """
 
 from __future__ import annotations
@@ -38,12 +38,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from pytest_bluegreen.adapters.databases.container_exec import CLEANUP_TIMEOUT_S, ContainerExec
 from pytest_bluegreen.adapters.databases.dump_files import (
     CHUNK,
-    CLEANUP_TIMEOUT_S,
     COUNTS_PREFIX,
     DEFAULT_TIMEOUT_S,
-    ContainerExec,
     Dumped,
     check_counts,
     make_backup,

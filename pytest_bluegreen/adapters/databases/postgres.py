@@ -3,7 +3,7 @@
 A backup nobody restored is a hope, not a backup. So every dump is restored into a scratch
 database and its row counts compared with counts taken in the very snapshot the dump was made
 from; concurrent writes during the deploy cannot make that comparison fail. Only a verified dump
-gets its final name, and only then are old dumps rotated away (:mod:`.backup_files`, shared with
+gets its final name, and only then are old dumps rotated away (:mod:`.dump_files`, shared with
 the other database kinds, does the files and runs the bounded commands in the container).
 """
 
@@ -16,11 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
+from pytest_bluegreen.adapters.databases.container_exec import CLEANUP_TIMEOUT_S, ContainerExec
 from pytest_bluegreen.adapters.databases.dump_files import (
-    CLEANUP_TIMEOUT_S,
     COUNTS_PREFIX,
     DEFAULT_TIMEOUT_S,
-    ContainerExec,
     Dumped,
     check_counts,
     checksum_file,
