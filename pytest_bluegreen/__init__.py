@@ -1,8 +1,10 @@
 """pytest-bluegreen: zero-downtime blue-green deploys of a Compose stack behind HAProxy.
 
-The public API: suites and a team's own gates import from here, never from the modules inside.
-The names that need the deploy machinery are imported on first use, since pytest loads this
-package for every run of an environment where the plugin is installed.
+The public API: suites and a team's own gates import from here, from the check functions of
+:mod:`pytest_bluegreen.checks` (HTTP probes, latency, container hardening) and from the packaged
+gates of :mod:`pytest_bluegreen.gates` (to collect one under a suite's own name), never from the
+modules inside. The names that need the deploy machinery are imported on first use, since pytest
+loads this package for every run of an environment where the plugin is installed.
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ if TYPE_CHECKING:
         ScratchDatabase,
     )
     from pytest_bluegreen.adapters.engines.compose import Stack
+    from pytest_bluegreen.adapters.engines.testinfra_hosts import service_name
     from pytest_bluegreen.checks.probe import Target, https_session
     from pytest_bluegreen.core.config import StackConfig
     from pytest_bluegreen.core.deployment import Deployment
+    from pytest_bluegreen.gates.container_facts import CommandFailed, Container
+    from pytest_bluegreen.reporting.secrets import is_secret_name
     from pytest_bluegreen.stage_tracker import not_applicable
 
 _LAZY: Final = {
@@ -35,12 +40,18 @@ _LAZY: Final = {
     "ScratchDatabase": "pytest_bluegreen.adapters.databases.rehearsal",
     "Stack": "pytest_bluegreen.adapters.engines.compose",
     "not_applicable": "pytest_bluegreen.stage_tracker",
+    "Container": "pytest_bluegreen.gates.container_facts",
+    "CommandFailed": "pytest_bluegreen.gates.container_facts",
+    "service_name": "pytest_bluegreen.adapters.engines.testinfra_hosts",
+    "is_secret_name": "pytest_bluegreen.reporting.secrets",
 }
 
 __all__ = [
     "COLOURS",
     "BluegreenError",
     "Colour",
+    "CommandFailed",
+    "Container",
     "Deployment",
     "LiveColourOnCopy",
     "MigrationRehearsal",
@@ -49,8 +60,10 @@ __all__ = [
     "StackConfig",
     "Target",
     "https_session",
+    "is_secret_name",
     "not_applicable",
     "other_colour",
+    "service_name",
 ]
 __version__ = "0.1.0"
 

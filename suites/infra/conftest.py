@@ -7,10 +7,7 @@ from typing import Any
 
 import pytest
 
-from pytest_bluegreen.adapters.engines.compose import Stack
-from pytest_bluegreen.adapters.engines.testinfra_hosts import service_name
-from pytest_bluegreen.core.colours import Colour
-from pytest_bluegreen.gates.container_facts import Container
+from pytest_bluegreen import Colour, Container, StackConfig, service_name
 
 ROLES = ("backend", "frontend")
 
@@ -19,7 +16,7 @@ ROLES = ("backend", "frontend")
 def container(
     request: pytest.FixtureRequest,
     bluegreen_host: Callable[[str], Any],
-    bluegreen_stack: Stack,
+    bluegreen_config: StackConfig,
     bluegreen_colour: Colour | None,
 ) -> Container:
     """The running container of a role ("backend", "frontend") of the colour under test.
@@ -27,5 +24,5 @@ def container(
     Module-scoped: every check of a role reuses its container and the outputs already read.
     """
     role: str = request.param
-    service = service_name(bluegreen_stack.config, bluegreen_colour, role)
+    service = service_name(bluegreen_config, bluegreen_colour, role)
     return Container(role, service, bluegreen_host(role))

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_bluegreen import StackConfig
 from pytest_bluegreen.checks import hardening as checks
-from pytest_bluegreen.core.config import StackConfig
 from suites.infra.conftest import ROLES, Container
 
 # Where HAProxy sends each role's traffic (haproxy/haproxy.cfg), as gunicorn binds it.

@@ -16,12 +16,16 @@ from typing import Any
 
 import pytest
 
-from pytest_bluegreen import Colour, StackConfig
+from pytest_bluegreen import (
+    Colour,
+    CommandFailed,
+    Container,
+    StackConfig,
+    is_secret_name,
+    not_applicable,
+)
 from pytest_bluegreen.checks import hardening as checks
 from pytest_bluegreen.gates._assertions import hardening_mode, judge_hardening, warn
-from pytest_bluegreen.gates.container_facts import CommandFailed, Container
-from pytest_bluegreen.reporting.secrets import is_secret_name
-from pytest_bluegreen.stage_tracker import not_applicable
 
 # Shorter secrets are not looked for: they match by chance in any file (and are weak anyway).
 SEARCHABLE_SECRET = 8

@@ -21,8 +21,13 @@ from typing import Final
 import pytest
 import requests
 
-from pytest_bluegreen import LiveColourOnCopy, MigrationRehearsal, StackConfig, not_applicable
-from pytest_bluegreen.core.errors import BluegreenError
+from pytest_bluegreen import (
+    BluegreenError,
+    LiveColourOnCopy,
+    MigrationRehearsal,
+    StackConfig,
+    not_applicable,
+)
 
 pytestmark = pytest.mark.bluegreen_stage("migration")
 TIMEOUT_S: Final = 10
