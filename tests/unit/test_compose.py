@@ -2,13 +2,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_bluegreen.adapters.engines import compose_cli as compose_module
 from pytest_bluegreen.adapters.engines.compose_cli import (
     Compose,
     PublishedPort,
@@ -25,17 +25,17 @@ def completed(returncode: int, stdout: str = "", stderr: str = "") -> Any:
 
 
 def test_prefers_compose_v2_when_the_plugin_answers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(compose_module.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
     assert detect_compose_command(lambda *a, **k: completed(0)) == ("docker", "compose")
 
 
 def test_falls_back_to_v1(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(compose_module.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
     assert detect_compose_command(lambda *a, **k: completed(1)) == ("docker-compose",)
 
 
 def test_no_compose_at_all_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(compose_module.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(
         DockerUnavailable, match=r"neither 'docker compose' .* nor 'docker-compose'"
     ):
