@@ -2,13 +2,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_bluegreen.adapters.engines import compose_cli as compose_module
 from pytest_bluegreen.adapters.engines.compose_cli import (
     Compose,
     PublishedPort,
@@ -20,22 +20,24 @@ from pytest_bluegreen.adapters.engines.compose_cli import (
 from pytest_bluegreen.core.errors import CommandTimeout, ComposeError, DiskFull, DockerUnavailable
 
 
-def completed(returncode: int, stdout: str = "", stderr: str = "") -> Any:
+def completed(
+    returncode: int, stdout: str = "", stderr: str = ""
+) -> subprocess.CompletedProcess[str]:
     return subprocess.CompletedProcess(args=[], returncode=returncode, stdout=stdout, stderr=stderr)
 
 
 def test_prefers_compose_v2_when_the_plugin_answers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(compose_module.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
     assert detect_compose_command(lambda *a, **k: completed(0)) == ("docker", "compose")
 
 
 def test_falls_back_to_v1(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(compose_module.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
     assert detect_compose_command(lambda *a, **k: completed(1)) == ("docker-compose",)
 
 
 def test_no_compose_at_all_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(compose_module.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(
         DockerUnavailable, match=r"neither 'docker compose' .* nor 'docker-compose'"
     ):
@@ -43,11 +45,11 @@ def test_no_compose_at_all_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 class Recorder:
-    def __init__(self, result: Any) -> None:
+    def __init__(self, result: subprocess.CompletedProcess[str]) -> None:
         self.result = result
         self.calls: list[tuple[list[str], dict[str, Any]]] = []
 
-    def __call__(self, argv: list[str], **kwargs: Any) -> Any:
+    def __call__(self, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
         self.calls.append((argv, kwargs))
         return self.result
 
@@ -86,7 +88,7 @@ def test_failure_carries_the_command_and_its_output() -> None:
 
 
 def test_timeout_becomes_a_compose_error() -> None:
-    def slow(argv: list[str], **kwargs: Any) -> Any:
+    def slow(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
         raise subprocess.TimeoutExpired(argv, kwargs["timeout"])
 
     compose = Compose(("docker-compose",), (), "p", Path("/p"), {}, run_process=slow)
@@ -109,7 +111,7 @@ def test_one_off_containers_get_their_environment_as_flags() -> None:
 def test_a_one_off_command_past_its_bound_is_killed_with_its_container() -> None:
     calls: list[list[str]] = []
 
-    def runner(argv: list[str], **kwargs: Any) -> Any:
+    def runner(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
         calls.append(argv)
         if "run" in argv:
             raise subprocess.TimeoutExpired(argv, kwargs["timeout"])

@@ -96,7 +96,7 @@ class FakeDocker:
         self.env_files: dict[str, tuple[int, str]] = {}
         self.returncode, self.output, self.hang = returncode, output, hang
 
-    def __call__(self, argv: list[str], **kwargs: Any) -> Any:
+    def __call__(self, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
         self.calls.append(argv)
         assert kwargs["timeout"] > 0
         if "--env-file" in argv:
@@ -146,7 +146,7 @@ def test_the_network_is_internal() -> None:
 
 
 def test_an_exec_past_its_bound_answers_124() -> None:
-    def hang(argv: list[str], **kwargs: Any) -> Any:
+    def hang(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
         raise subprocess.TimeoutExpired(argv, kwargs["timeout"])
 
     code, output = DockerCLI(run_process=hang).exec("x-db", ["pg_isready"], timeout_s=3)

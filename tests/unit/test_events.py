@@ -16,7 +16,7 @@ import pytest
 
 from pytest_bluegreen.core.record import DeployRecord, parse_timestamp, utc_timestamp
 from pytest_bluegreen.reporting.events import EventLog
-from pytest_bluegreen.reporting.notify import DeliveryFailure, Notifier, summary_line
+from pytest_bluegreen.reporting.notify import DeliveryFailure, Notifier, WebhookStyle, summary_line
 from pytest_bluegreen.reporting.secrets import SecretPolicy, display_url, redact
 
 SECRET = "hunter2-db-password"
@@ -423,13 +423,13 @@ def test_delivery_failures_do_not_show_url_credentials(closed_port_url: str) -> 
 
 
 @pytest.mark.parametrize("style", ["json", "slack"])
-def test_secrets_never_reach_the_webhook(webhook: Webhook, style: str) -> None:
+def test_secrets_never_reach_the_webhook(webhook: Webhook, style: WebhookStyle) -> None:
     record = make_record("rolled_back")
     record.release = f"r42-{SECRET}"
     record.error = f"login as admin:{SECRET} failed"
     record.stages[-1].message = f"got {SECRET}"
     record.backup = {"dsn": {"password": SECRET}, "list": [SECRET]}
-    with Notifier([webhook.url], style=style, secrets=[SECRET], timeout_s=2) as notifier:  # type: ignore[arg-type]
+    with Notifier([webhook.url], style=style, secrets=[SECRET], timeout_s=2) as notifier:
         assert notifier.notify("rollback", record) == []
     [received] = webhook.received
     assert SECRET.encode() not in received.body

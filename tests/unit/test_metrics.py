@@ -9,12 +9,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pytest_bluegreen.core.config import StackConfig
-from pytest_bluegreen.core.record import DeployRecord
+from pytest_bluegreen.core.record import DeployRecord, Result
 from pytest_bluegreen.reporting.metrics import publish, push, render, write_textfile
 from pytest_bluegreen.reporting.secrets import SecretPolicy
 
 
-def record(result: str = "rolled_back", deploy_id: str = "20261129T001503Z-00ab12") -> DeployRecord:
+def record(
+    result: Result = "rolled_back", deploy_id: str = "20261129T001503Z-00ab12"
+) -> DeployRecord:
     rec = DeployRecord(id=deploy_id, release="r42", from_colour="blue", to_colour="green")
     rec.started_at = "2026-11-29T00:15:03.000Z"
     rec.set_stage("backup", "passed", 1.16)
@@ -22,7 +24,7 @@ def record(result: str = "rolled_back", deploy_id: str = "20261129T001503Z-00ab1
     rec.load = {"total": {"requests": 126, "failures": 2}, "p99_overhead_ms": 4.5}
     rec.rollback_s = 0.083
     rec.placement = {"api-green": ["node2", "node3", "node3"]}
-    rec.finish(result, error="x")  # type: ignore[arg-type]
+    rec.finish(result, error="x")
     return rec
 
 
@@ -34,7 +36,9 @@ def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     }
 
 
-def value(found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str):
+def value(
+    found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
     return found[(name, frozenset({"project": "aptos", **labels}.items()))]
 
 

@@ -21,7 +21,7 @@ def test_every_public_name_resolves(name: str) -> None:
 
 def test_an_unknown_name_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
-        _ = pytest_bluegreen.nope  # type: ignore[attr-defined]
+        _ = pytest_bluegreen.nope
 
 
 def test_loading_the_plugin_imports_no_deploy_machinery() -> None:

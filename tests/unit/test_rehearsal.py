@@ -21,7 +21,7 @@ from pytest_bluegreen.adapters.engines.compose_cli import ServiceSpec
 from pytest_bluegreen.adapters.engines.testinfra_hosts import service_name
 from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.errors import BackupError, DeployError, StackError
-from pytest_bluegreen.core.ports import ContainerState
+from pytest_bluegreen.core.ports import BackupResult, ContainerState
 from tests.unit.reference import REFERENCE
 
 PLAN = """\
@@ -169,9 +169,21 @@ class FakeCLI:
 
 
 class FakeDatabase:
+    container_id = "shop-rehearsal-db"
+    database = "shop"
+
     def __init__(self, fail: bool = False) -> None:
         self.restored: list[tuple[Path, str, bool]] = []
         self.fail = fail
+
+    def backup(self, name: str) -> BackupResult:
+        raise NotImplementedError("the rehearsal takes no backup")
+
+    def drop_database(self, database: str) -> None:
+        raise NotImplementedError("the rehearsal drops no database: its server goes")
+
+    def row_counts(self, database: str) -> dict[str, int]:
+        raise NotImplementedError("the rehearsal counts no rows")
 
     def restore(self, path: Path, database: str, *, replace: bool = False) -> None:
         if self.fail:
@@ -210,12 +222,12 @@ def rehearsal(
     )
     stack = FakeStack(config, SPECS)
     made = MigrationRehearsal(
-        stack,  # type: ignore[arg-type]
+        stack,  # type: ignore[arg-type]  # stands in for the concrete compose Stack
         Path("/b/r4.dump"),
         "green",
         "blue",
-        docker=cli,  # type: ignore[arg-type]
-        open_db=lambda config, name: database,  # type: ignore[arg-type,return-value]
+        docker=cli,  # type: ignore[arg-type]  # stands in for the concrete DockerCLI
+        open_db=lambda config, name: database,
     )
     return made, stack
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +22,23 @@ from pytest_bluegreen.adapters.engines.docker_api import DockerEngine
 from pytest_bluegreen.core.colours import Colour
 from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.errors import StackError
-from pytest_bluegreen.core.ports import ContainerState, ServerState
+from pytest_bluegreen.core.ports import (
+    ContainerState,
+    DrainResult,
+    Preflight,
+    Router,
+    ServerState,
+    SwitchResult,
+)
 from tests.unit.reference import REFERENCE
 
 
 class StandInEngine:
-    """Containers by service (one each), which run, and what Docker says of them."""
+    """Containers by service (one each), which run, and what Docker says of them.
+
+    It stands in for the concrete ``DockerEngine`` (there is no Protocol of it), hence the
+    ``type: ignore[arg-type]`` where a Stack is given it.
+    """
 
     def __init__(self, services: Sequence[str], running: Sequence[str] = ()) -> None:
         self.ids = {service: [f"{service}-1"] for service in services}
@@ -61,7 +72,10 @@ class StandInEngine:
 
 
 class StandInRouter:
-    """HAProxy's view: the colour's servers come UP after ``down_polls`` looks."""
+    """HAProxy's view: the colour's servers come UP after ``down_polls`` looks.
+
+    A revive only asks ``not_ready``; the rest of the Router raises.
+    """
 
     def __init__(self, down_polls: int) -> None:
         self.down_polls = down_polls
@@ -72,6 +86,36 @@ class StandInRouter:
         if self.looks > self.down_polls:
             return []
         return [ServerState(f"api_{colour}", f"backend-{colour}", "DOWN", 0, 0)]
+
+    def active_colour(self) -> Colour:
+        raise NotImplementedError
+
+    def servers(self, colour: Colour) -> list[ServerState]:
+        raise NotImplementedError
+
+    def wait_ready(self, colour: Colour, timeout_s: float) -> None:
+        raise NotImplementedError
+
+    def drain(self, colour: Colour, timeout_s: float) -> DrainResult:
+        raise NotImplementedError
+
+    def preflight(self, to_colour: Colour, *, expect_from: Colour | None = None) -> Preflight:
+        raise NotImplementedError
+
+    def switch(
+        self,
+        to_colour: Colour,
+        *,
+        expect_from: Colour | None = None,
+        preflight: Preflight | None = None,
+    ) -> SwitchResult:
+        raise NotImplementedError
+
+    def switch_now(self, to_colour: Colour, *, expect_from: Colour | None = None) -> SwitchResult:
+        raise NotImplementedError
+
+    def publish_releases(self, releases: Mapping[Colour, str], *, running: bool) -> None:
+        raise NotImplementedError
 
 
 class StandInPreview:
@@ -111,7 +155,11 @@ def world(
     engine = StandInEngine([*BLUE, "backend-green", "frontend-green"])
     router = StandInRouter(down_polls=3)
     preview = StandInPreview()
-    monkeypatch.setattr(stack_module, "router_for", lambda config: router)
+
+    def router_for(config: StackConfig) -> Router:  # typed: mypy checks the stand-in is a Router
+        return router
+
+    monkeypatch.setattr(stack_module, "router_for", router_for)
     monkeypatch.setattr(stack_module, "check_colour_serves", preview)
     monkeypatch.setattr(stack_module, "REVIVE_POLL_S", 0.001)
     monkeypatch.setattr(stack_module, "PREVIEW_RETRY_S", 0.001)

@@ -15,7 +15,7 @@ from pytest_bluegreen.core.record import DeployRecord, RecordStore
 from pytest_bluegreen.reporting import metrics, report
 from pytest_bluegreen.reporting.events import EventLog
 from pytest_bluegreen.reporting.metrics import render
-from pytest_bluegreen.reporting.notify import Notifier
+from pytest_bluegreen.reporting.notify import Notifier, WebhookStyle
 from pytest_bluegreen.reporting.secrets import SecretPolicy, secret_values
 from scenarios.harness import ReportReader
 from tests.unit.test_events import Webhook
@@ -146,10 +146,10 @@ def test_an_event_log_given_the_policy_later(tmp_path: Path, policy: SecretPolic
 
 
 @pytest.mark.parametrize("style", ["json", "slack"])
-def test_the_webhook_body(style: str, policy: SecretPolicy) -> None:
+def test_the_webhook_body(style: WebhookStyle, policy: SecretPolicy) -> None:
     hook = Webhook()
     try:
-        with Notifier([hook.url], style=style, secrets=policy, timeout_s=2) as notifier:  # type: ignore[arg-type]
+        with Notifier([hook.url], style=style, secrets=policy, timeout_s=2) as notifier:
             assert notifier.notify("rollback", leaky_record()) == []
     finally:
         hook.close()

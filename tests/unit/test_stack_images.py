@@ -16,7 +16,11 @@ from tests.unit.reference import REFERENCE
 
 
 class StandInEngine:
-    """Images by reference, tags by repository, and which services run."""
+    """Images by reference, tags by repository, and which services run.
+
+    It stands in for the concrete ``DockerEngine`` (there is no Protocol of it), hence the
+    ``type: ignore[arg-type]`` where a Stack is given it.
+    """
 
     def __init__(self) -> None:
         self.images: set[str] = set()
