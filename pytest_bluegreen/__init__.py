@@ -19,7 +19,7 @@ if TYPE_CHECKING:
         MigrationRehearsal,
         ScratchDatabase,
     )
-    from pytest_bluegreen.adapters.engines.compose import Stack
+    from pytest_bluegreen.adapters.engines.compose import ComposeStack
     from pytest_bluegreen.checks.probe import Target, https_session
     from pytest_bluegreen.core.config import StackConfig
     from pytest_bluegreen.core.deployment import Deployment
@@ -33,7 +33,7 @@ _LAZY: Final = {
     "LiveColourOnCopy": "pytest_bluegreen.adapters.databases.rehearsal",
     "MigrationRehearsal": "pytest_bluegreen.adapters.databases.rehearsal",
     "ScratchDatabase": "pytest_bluegreen.adapters.databases.rehearsal",
-    "Stack": "pytest_bluegreen.adapters.engines.compose",
+    "ComposeStack": "pytest_bluegreen.adapters.engines.compose",
     "not_applicable": "pytest_bluegreen.stage_tracker",
 }
 
@@ -41,11 +41,11 @@ __all__ = [
     "COLOURS",
     "BluegreenError",
     "Colour",
+    "ComposeStack",
     "Deployment",
     "LiveColourOnCopy",
     "MigrationRehearsal",
     "ScratchDatabase",
-    "Stack",
     "StackConfig",
     "Target",
     "https_session",

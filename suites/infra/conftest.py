@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pytest_bluegreen.adapters.engines.compose import Stack
+from pytest_bluegreen.adapters.engines.compose import ComposeStack
 from pytest_bluegreen.adapters.engines.testinfra_hosts import service_name
 from pytest_bluegreen.core.colours import Colour
 from pytest_bluegreen.gates.container_facts import Container
@@ -19,7 +19,7 @@ ROLES = ("backend", "frontend")
 def container(
     request: pytest.FixtureRequest,
     bluegreen_host: Callable[[str], Any],
-    bluegreen_stack: Stack,
+    bluegreen_stack: ComposeStack,
     bluegreen_colour: Colour | None,
 ) -> Container:
     """The running container of a role ("backend", "frontend") of the colour under test.

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from pytest_bluegreen import Colour, StackConfig
+from pytest_bluegreen.adapters.engines import runs_on_this_host
 from pytest_bluegreen.checks import hardening as checks
 from pytest_bluegreen.gates._assertions import hardening_mode, judge_hardening, warn
 from pytest_bluegreen.gates.container_facts import CommandFailed, Container
@@ -30,16 +31,20 @@ SHORT_SECRET = 12
 
 @pytest.fixture(scope="module")
 def containers(
+    request: pytest.FixtureRequest,
     bluegreen_config: StackConfig,
     bluegreen_colour: Colour | None,
-    bluegreen_host: Callable[[str], Any],
 ) -> list[Container]:
     """The running container of each routed service of the colour under test."""
     if bluegreen_colour is None:
         not_applicable("no colour under test: nothing deploys and none is recorded live")
-    if bluegreen_config.swarm:
-        # Its tasks run on other nodes than the manager's engine, which is all a deploy reaches.
-        not_applicable("on a swarm: the containers are not on the engine the deploy talks to")
+    if not runs_on_this_host(bluegreen_config):
+        # A swarm's tasks run on other nodes than the manager's engine, all a deploy reaches.
+        not_applicable(
+            f"on the {bluegreen_config.engine} engine: the containers are not on the engine "
+            "the deploy talks to"
+        )
+    bluegreen_host: Callable[[str], Any] = request.getfixturevalue("bluegreen_host")
     services = bluegreen_config.services_of(bluegreen_colour)
     return [Container(service, service, bluegreen_host(service)) for service in services]
 
