@@ -30,7 +30,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.loadgen import LoadResult, Sample  # noqa: E402
-from pytest_bluegreen.adapters.engines.compose import Stack  # noqa: E402
+from pytest_bluegreen.adapters.engines.compose import ComposeStack  # noqa: E402
 from pytest_bluegreen.core import load_figures as load  # noqa: E402
 from pytest_bluegreen.core.colours import COLOURS  # noqa: E402
 from pytest_bluegreen.core.config import StackConfig  # noqa: E402
@@ -62,7 +62,7 @@ class BenchStack(harness.StackUser):
     keep: bool
 
 
-def _healthy(stack: Stack) -> bool:
+def _healthy(stack: ComposeStack) -> bool:
     cfg = stack.config
     services = [cfg.db_service, cfg.loadbalancer_service]
     services += [s for c in COLOURS for s in cfg.services_of(c)]
@@ -149,7 +149,7 @@ def host_info(changed_paths: Sequence[str] = ("bench",)) -> dict[str, Any]:
     }
 
 
-def machine_info(stack: Stack) -> dict[str, Any]:
+def machine_info(stack: ComposeStack) -> dict[str, Any]:
     """The host, and HAProxy (asked in the running loadbalancer) and Docker: what ran the bench."""
     lb = stack.container_ids(stack.config.loadbalancer_service, running_only=True)
     return {

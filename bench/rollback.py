@@ -62,7 +62,7 @@ from bench.common import (  # noqa: E402
 )
 from bench.loadgen import LoadPlan, RunningLoad  # noqa: E402
 from pytest_bluegreen import commands  # noqa: E402
-from pytest_bluegreen.adapters.engines.compose import Stack  # noqa: E402
+from pytest_bluegreen.adapters.engines.compose import ComposeStack  # noqa: E402
 from pytest_bluegreen.adapters.routers.haproxy import HAProxyRouter  # noqa: E402
 from pytest_bluegreen.checks.probe import check_colour_serves  # noqa: E402
 from pytest_bluegreen.core import load_figures as load  # noqa: E402
@@ -194,8 +194,8 @@ def use_haproxy_config(bench: BenchStack, config_file: Path, variant: str) -> bo
             time.sleep(0.2)
 
 
-def revive_before(stack: Stack, colour: Colour) -> None:
-    """``Stack.revive`` as it was before issue 15, the reference of the ``retired-before`` runs.
+def revive_before(stack: ComposeStack, colour: Colour) -> None:
+    """``ComposeStack.revive`` as it was before issue 15: the reference of ``retired-before`` runs.
 
     Compose starts the stopped services, then Docker reports every container healthy (its
     healthcheck's own interval), then HAProxy sees every server UP and the preview answers,
@@ -236,7 +236,7 @@ def revived_as(variant: str) -> Iterator[None]:
     if variant != "retired-before":
         yield
         return
-    with mock.patch.object(Stack, "revive", revive_before):
+    with mock.patch.object(ComposeStack, "revive", revive_before):
         yield
 
 
@@ -285,13 +285,13 @@ class Watch:
             self._stop.wait(self.every_s)
 
 
-def container_addresses(stack: Stack, container_id: str) -> str:
+def container_addresses(stack: ComposeStack, container_id: str) -> str:
     """The container's addresses, network by network (a started container may get new ones)."""
     networks = stack.engine.client.api.inspect_container(container_id)["NetworkSettings"]
     return " ".join(sorted(n.get("IPAddress") or "-" for n in networks["Networks"].values()))
 
 
-def server_addresses(stack: Stack, colour: Colour) -> dict[str, str]:
+def server_addresses(stack: ComposeStack, colour: Colour) -> dict[str, str]:
     """The address HAProxy sends each server of ``colour`` to (it learns a new one by DNS)."""
     router = stack.router
     if not isinstance(router, HAProxyRouter):

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
         MigrationRehearsal,
         ScratchDatabase,
     )
-    from pytest_bluegreen.adapters.engines.compose import Stack
+    from pytest_bluegreen.adapters.engines.compose import ComposeStack
     from pytest_bluegreen.adapters.engines.testinfra_hosts import service_name
     from pytest_bluegreen.checks.probe import Target, https_session
     from pytest_bluegreen.core.config import StackConfig
@@ -38,7 +38,7 @@ _LAZY: Final = {
     "LiveColourOnCopy": "pytest_bluegreen.adapters.databases.rehearsal",
     "MigrationRehearsal": "pytest_bluegreen.adapters.databases.rehearsal",
     "ScratchDatabase": "pytest_bluegreen.adapters.databases.rehearsal",
-    "Stack": "pytest_bluegreen.adapters.engines.compose",
+    "ComposeStack": "pytest_bluegreen.adapters.engines.compose",
     "not_applicable": "pytest_bluegreen.stage_tracker",
     "Container": "pytest_bluegreen.gates.container_facts",
     "CommandFailed": "pytest_bluegreen.gates.container_facts",
@@ -51,12 +51,12 @@ __all__ = [
     "BluegreenError",
     "Colour",
     "CommandFailed",
+    "ComposeStack",
     "Container",
     "Deployment",
     "LiveColourOnCopy",
     "MigrationRehearsal",
     "ScratchDatabase",
-    "Stack",
     "StackConfig",
     "Target",
     "https_session",

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pytest_bluegreen import commands
-from pytest_bluegreen.adapters.engines.compose import Progress
+from pytest_bluegreen.adapters.engines import Progress
 from pytest_bluegreen.core.colours import COLOURS, Colour
 from pytest_bluegreen.core.config import load_config
 from pytest_bluegreen.core.errors import BluegreenError

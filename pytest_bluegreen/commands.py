@@ -1,7 +1,7 @@
 """The operations of both surfaces, ``bluegreen <verb>`` and ``pytest --bg-<verb>``, one each.
 
 Status, the dry-run plan, a manual switch, a rollback, a retire, and a deployment put together
-from this host's adapters: the only place that picks the adapters for the core.
+from the adapters the settings pick (each from its registry: engine, router, load).
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from pytest_bluegreen.adapters.engines.compose import Progress, Stack, router_for
+from pytest_bluegreen.adapters.engines import Engine, Progress, open_engine
 from pytest_bluegreen.adapters.engines.compose_cli import detect_compose_command
-from pytest_bluegreen.adapters.host import ComposeHost
+from pytest_bluegreen.adapters.host import StackAdapters
+from pytest_bluegreen.adapters.routers import kind_of, router_for
 from pytest_bluegreen.adapters.routers.haproxy import read_map_file
 from pytest_bluegreen.core.colours import COLOURS, Colour, other_colour
-from pytest_bluegreen.core.config import LB_STATE_IN_CONTAINER, StackConfig
+from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.deployment import Deployment
 from pytest_bluegreen.core.errors import BluegreenError, DeployError, LiveColourChanged, LockError
 from pytest_bluegreen.core.lock import DeployLock
@@ -29,31 +30,14 @@ from pytest_bluegreen.reporting.secrets import SecretPolicy
 from pytest_bluegreen.stage_tracker import STAGES
 
 
-def _map_in_router(config: StackConfig) -> str:
-    """The map's path inside the loadbalancer, as ``set map`` names it."""
-    if config.swarm:
-        from pytest_bluegreen.adapters.engines.swarm import MAP_IN_REPLICA
-
-        return MAP_IN_REPLICA
-    return f"{LB_STATE_IN_CONTAINER}/{config.map_file.name}"
+def host_for(config: StackConfig, progress: Progress) -> StackAdapters:
+    """The adapters the settings pick: their engine, its router, the load generator."""
+    return StackAdapters(config, progress)
 
 
-def host_for(config: StackConfig, progress: Progress) -> ComposeHost:
-    """The adapters of the engine the settings name: Compose on this host, or a Swarm."""
-    if config.swarm:
-        from pytest_bluegreen.adapters.engines.swarm import SwarmHost
-
-        return SwarmHost(config, progress)
-    return ComposeHost(config, progress)
-
-
-def stack_for(config: StackConfig, progress: Progress) -> Stack:
-    """The stack of the engine the settings name (see :func:`host_for`)."""
-    if config.swarm:
-        from pytest_bluegreen.adapters.engines.swarm import SwarmStack
-
-        return SwarmStack(config, progress)
-    return Stack(config, progress=progress)
+def stack_for(config: StackConfig, progress: Progress) -> Engine:
+    """The stack on the settings' engine (see :func:`host_for`)."""
+    return open_engine(config, progress)
 
 
 # What the backup runs, by kind of database.
@@ -134,8 +118,7 @@ def plan(config: StackConfig, release: str) -> str:
         "bring_up": ("migrate; " if config.has_migrations else "")
         + f"up -d --no-deps --force-recreate {' '.join(started)}; wait healthy",
         "gates": f"{', '.join(config.gate_suites) or 'none'} against {config.preview_url(to)}",
-        "switch": f"set map {_map_in_router(config)} active {to} (runtime API"
-        + (", every loadbalancer replica, confirmed on each)" if config.swarm else ")")
+        "switch": f"set map {router.map_in_container} active {to} ({kind_of(config).reach})"
         + ", map file rewritten"
         + (
             f"; under load: {config.load_users} Locust users x {config.load_user_rps:g} req/s, "
@@ -251,7 +234,7 @@ def rollback(
 def _roll_back_from(
     live: Colour,
     state: ColourState,
-    host: ComposeHost,
+    host: StackAdapters,
     revive: Callable[[Colour], None],
     since: float,
     observer: DeployObserver | None,
@@ -273,7 +256,7 @@ def deployment(
     deploy_id: str,
     observer: DeployObserver | None = None,
 ) -> Deployment:
-    """A deployment of ``release`` on this host's Compose stack, with the reporting outputs."""
+    """A deployment of ``release`` on the settings' engine, with the reporting outputs."""
     return Deployment(
         config,
         release,

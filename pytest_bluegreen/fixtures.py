@@ -20,7 +20,7 @@ from pytest_bluegreen.session import TRACKER_KEY, load_settings
 
 if TYPE_CHECKING:
     from pytest_bluegreen.adapters.databases.rehearsal import MigrationRehearsal, ScratchDatabase
-    from pytest_bluegreen.adapters.engines.compose import Stack
+    from pytest_bluegreen.adapters.engines.compose import ComposeStack
     from pytest_bluegreen.checks.probe import Target
     from pytest_bluegreen.core.config import StackConfig
     from pytest_bluegreen.core.deployment import Deployment
@@ -92,7 +92,7 @@ def _recorded_live(config: StackConfig) -> Colour | None:
 
     live = load_state(config.state_file).live
     if live is None and config.admin_socket.exists():
-        from pytest_bluegreen.adapters.engines.compose import router_for
+        from pytest_bluegreen.adapters.routers import router_for
 
         try:
             live = router_for(config).active_colour()
@@ -193,25 +193,27 @@ def bluegreen_live_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def bluegreen_stack(request: pytest.FixtureRequest) -> Stack:
+def bluegreen_stack(request: pytest.FixtureRequest) -> ComposeStack:
     """The Compose stack (needs Docker): the deploy's own, or one for the settings."""
-    from pytest_bluegreen.adapters.engines.compose import Stack
+    from pytest_bluegreen.adapters.engines.compose import ComposeStack
 
     deployment = _deployment(request)
     if deployment is not None:
         stack = deployment.stack
-        if not isinstance(stack, Stack):  # another engine: its own fixtures, not these
+        if not isinstance(stack, ComposeStack):  # another engine: its own fixtures, not these
             raise pytest.UsageError(f"bluegreen_stack needs a Compose stack, not {stack!r}")
         return stack
 
     try:
-        return Stack(_config(request))
+        return ComposeStack(_config(request))
     except BluegreenError as exc:
         raise pytest.UsageError(f"bluegreen: {exc}") from None
 
 
 @pytest.fixture(scope="session")
-def bluegreen_host(bluegreen_stack: Stack, bluegreen_colour: Colour | None) -> Callable[[str], Any]:
+def bluegreen_host(
+    bluegreen_stack: ComposeStack, bluegreen_colour: Colour | None
+) -> Callable[[str], Any]:
     """``bluegreen_host("backend")``: a testinfra host in that service's running container.
 
     A role ("backend", "frontend") means the service of the colour under test; any other name

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 import requests
 
-from pytest_bluegreen.adapters.engines.compose import generated_secrets
+from pytest_bluegreen.adapters.engines.project import generated_secrets
 from pytest_bluegreen.checks.hardening import RUNTIME_PREFIX
 from pytest_bluegreen.core.colours import COLOURS, Colour
 from scenarios.harness import PROJECT, ScenarioHost, Webhook

@@ -33,7 +33,7 @@ import tomli_w
 import tomllib
 
 from pytest_bluegreen.adapters.databases.postgres import DatabaseBackup
-from pytest_bluegreen.adapters.engines.compose import Stack
+from pytest_bluegreen.adapters.engines.compose import ComposeStack
 from pytest_bluegreen.core.colours import Colour, other_colour
 from pytest_bluegreen.core.config import StackConfig, load_config
 from pytest_bluegreen.core.record import DeployRecord, RecordStore
@@ -121,8 +121,8 @@ class Throwaway:
         """The settings written and read back as the plugin reads them."""
         return load_config(REPO, self.write(), environ=self.environ)
 
-    def stack(self, progress: Callable[[str], None] = progress) -> Stack:
-        return Stack(self.config(), progress=progress)
+    def stack(self, progress: Callable[[str], None] = progress) -> ComposeStack:
+        return ComposeStack(self.config(), progress=progress)
 
 
 @contextlib.contextmanager
@@ -147,7 +147,7 @@ def throwaway_stack(
     fresh: bool = True,
     keep: bool = False,
     progress: Callable[[str], None] = progress,
-) -> Iterator[Stack]:
+) -> Iterator[ComposeStack]:
     """The stack of ``throwaway``, taken down with its volumes afterwards unless ``keep``.
 
     ``fresh``: first taken down with its volumes too (a killed run's leftovers of the same
@@ -166,7 +166,7 @@ def throwaway_stack(
             stack.down(volumes=True)
 
 
-def bring_up(stack: Stack) -> float:
+def bring_up(stack: ComposeStack) -> float:
     """Both colours up and healthy, blue live; the seconds it took."""
     start = time.monotonic()
     stack.up(("blue", "green"), live="blue")
@@ -178,7 +178,7 @@ class StackUser:
     """A throwaway stack's user: ``pytest`` with the plugin, and what the user sees afterwards."""
 
     throwaway: Throwaway
-    stack: Stack
+    stack: ComposeStack
 
     @property
     def home(self) -> Path:

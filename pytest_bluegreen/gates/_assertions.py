@@ -12,6 +12,7 @@ from typing import Final
 
 import pytest
 
+from pytest_bluegreen.adapters.engines import runs_on_this_host
 from pytest_bluegreen.checks.latency import measure
 from pytest_bluegreen.checks.probe import Target, check_colour_serves
 from pytest_bluegreen.core.config import HARDENING_DEFAULTS, StackConfig
@@ -114,3 +115,15 @@ def judge_hardening(
         warn(config, f"{message} (a warning: hardening.{check} = 'warn')", stacklevel=3)
         return
     pytest.fail(message, pytrace=False)
+
+
+def require_containers_here(settings: StackConfig) -> None:
+    """Not applicable where the engine runs the containers out of this run's reach.
+
+    A swarm's tasks run on other nodes than the manager's engine, which is all a deploy reaches.
+    """
+    if not runs_on_this_host(settings):
+        not_applicable(
+            f"on the {settings.engine} engine: the containers are not on the engine the deploy "
+            "talks to"
+        )

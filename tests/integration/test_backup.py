@@ -24,7 +24,7 @@ from pytest_bluegreen.adapters.databases.postgres import (
     file_sha256,
     verify_checksum,
 )
-from pytest_bluegreen.adapters.engines.compose import Stack
+from pytest_bluegreen.adapters.engines.compose import ComposeStack
 from pytest_bluegreen.core.errors import BackupError
 from tests.images import ThrowawayImages
 from tests.integration.conftest import make_config, progress
@@ -81,7 +81,7 @@ def db(throwaway_images: ThrowawayImages) -> Iterator[Database]:
     """
     throwaway_images.add(PROJECT)
     home = Path(tempfile.mkdtemp(prefix="bgbk-"))
-    stack = Stack(make_config(PROJECT, home, ports=False), progress=progress)
+    stack = ComposeStack(make_config(PROJECT, home, ports=False), progress=progress)
     service = stack.config.db_service
     try:
         stack.down(volumes=True)

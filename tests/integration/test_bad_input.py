@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen.adapters.engines.compose import Stack
+from pytest_bluegreen.adapters.engines.compose import ComposeStack
 from pytest_bluegreen.core.errors import StackError
 from tests.images import ThrowawayImages
 from tests.integration.conftest import REPO, make_config, progress
@@ -60,7 +60,9 @@ def test_broken_haproxy_config_starts_nothing(home: Path) -> None:
         "    volumes:\n"
         f"      - {broken}:/usr/local/etc/haproxy/haproxy.cfg:ro\n"
     )
-    stack = Stack(make_config("bgbrokenlb", home, [override], ports=PORTS), progress=progress)
+    stack = ComposeStack(
+        make_config("bgbrokenlb", home, [override], ports=PORTS), progress=progress
+    )
     try:
         with pytest.raises(StackError, match="HAProxy rejects its configuration") as failure:
             stack.up(("blue",))
@@ -77,7 +79,7 @@ def test_a_colour_that_crashes_is_removed_with_its_logs_reported(home: Path) -> 
         "  backend-blue:\n"
         '    command: ["python3", "-c", "import sys; print(\'release is broken\'); sys.exit(3)"]\n'
     )
-    stack = Stack(make_config("bgcrash", home, [override], ports=PORTS), progress=progress)
+    stack = ComposeStack(make_config("bgcrash", home, [override], ports=PORTS), progress=progress)
     try:
         with pytest.raises(
             StackError, match=r"backend-blue is (exited|restarting) \(exit code 3\)"

@@ -21,7 +21,7 @@ import pytest
 
 from bench.common import bench_config
 from bench.switch import EXTRA_LBS
-from pytest_bluegreen.adapters.engines.compose import Stack
+from pytest_bluegreen.adapters.engines.compose import ComposeStack
 from tests.images import ThrowawayImages
 
 pytestmark = pytest.mark.integration
@@ -38,7 +38,7 @@ def home(throwaway_images: ThrowawayImages) -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="bgbci-"))
     yield path
     try:
-        Stack(bench_config(PROJECT, path / "work", PORT_BASE)).down(volumes=True)
+        ComposeStack(bench_config(PROJECT, path / "work", PORT_BASE)).down(volumes=True)
         for key, *_ in EXTRA_LBS.values():
             subprocess.run(
                 ["docker", "rm", "-f", f"{PROJECT}-lb-{key}"],

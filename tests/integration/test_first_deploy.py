@@ -24,7 +24,7 @@ import pytest
 import requests
 import tomli_w
 
-from pytest_bluegreen.adapters.engines.compose import Stack
+from pytest_bluegreen.adapters.engines.compose import ComposeStack
 from pytest_bluegreen.core.config import load_config
 from pytest_bluegreen.core.record import RecordStore
 from tests.harness import reference_settings
@@ -107,8 +107,10 @@ class Newcomer:
             timeout=1500,
         )
 
-    def stack(self) -> Stack:
-        return Stack(load_config(self.repo, self.settings, environ=self.env), progress=progress)
+    def stack(self) -> ComposeStack:
+        return ComposeStack(
+            load_config(self.repo, self.settings, environ=self.env), progress=progress
+        )
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import pytest
 import requests
 import tomli_w
 
-from pytest_bluegreen.adapters.host import ComposeHost
+from pytest_bluegreen.adapters.host import StackAdapters
 from pytest_bluegreen.core.config import load_config
 from tests.harness import (
     NOISY_P99,
@@ -122,7 +122,7 @@ def test_the_rehearsal_never_reaches_the_live_database(host: StackUser) -> None:
     }
     settings = write_settings(host.home / "proof.toml", table)
     config = load_config(REPO, settings, environ=host.throwaway.environ)
-    compose_host = ComposeHost(config)
+    compose_host = StackAdapters(config)
     compose_host.open_stack()
     backup = compose_host.database().backup("proof")
     rehearsal = compose_host.rehearsal(backup.path, "green", "blue")

@@ -3,7 +3,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from pytest_bluegreen.adapters.engines.compose import ensure_env_file, generated_secrets
+from pytest_bluegreen.adapters.engines.project import ensure_env_file, generated_secrets
 from pytest_bluegreen.core.config import read_env_file
 
 EXAMPLE = """# comment stays

@@ -132,3 +132,23 @@ def test_hardening_finds_a_secret_in_a_file(hardening: Callable[[str], pytest.Ru
             "*BluegreenWarning: not looked for in files, under 8 characters: DB_PASSWORD; use*",
         ]
     )
+
+
+def test_on_an_engine_whose_containers_are_elsewhere_the_gate_does_not_apply(
+    pytester: pytest.Pytester,
+) -> None:
+    """A swarm's tasks run on other nodes: no container is looked for (none is reachable)."""
+    project(pytester, extra='engine = "swarm"')
+    pytester.makeconftest(
+        "import pytest\n\n"
+        "@pytest.fixture(scope='session')\n"
+        "def bluegreen_host():\n"
+        "    raise AssertionError('no container host is opened on a swarm')\n"
+    )
+    result = pytester.runpytest(
+        "--bg-suite", "hardening", "--bg-expect-colour", "green", "-rA", *NO_REWRITE_WARNING
+    )
+    result.assert_outcomes(skipped=3)
+    result.stdout.fnmatch_lines(
+        ["SKIPPED *not applicable: on the swarm engine: the containers are not on the engine*"]
+    )

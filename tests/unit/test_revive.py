@@ -16,7 +16,8 @@ import docker.errors
 import pytest
 
 from pytest_bluegreen.adapters.engines import compose as stack_module
-from pytest_bluegreen.adapters.engines.compose import Stack
+from pytest_bluegreen.adapters.engines import project as project_module
+from pytest_bluegreen.adapters.engines.compose import ComposeStack
 from pytest_bluegreen.adapters.engines.compose_cli import Compose
 from pytest_bluegreen.adapters.engines.docker_api import DockerEngine
 from pytest_bluegreen.core.colours import Colour
@@ -26,7 +27,6 @@ from pytest_bluegreen.core.ports import (
     ContainerState,
     DrainResult,
     Preflight,
-    Router,
     ServerState,
     SwitchResult,
 )
@@ -144,7 +144,7 @@ BLUE = ["backend-blue", "frontend-blue"]
 @pytest.fixture
 def world(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> tuple[Stack, StandInEngine, StandInRouter, StandInPreview]:
+) -> tuple[ComposeStack, StandInEngine, StandInRouter, StandInPreview]:
     config = StackConfig(
         project_dir=tmp_path,
         env_file=tmp_path / ".env",
@@ -155,15 +155,15 @@ def world(
     engine = StandInEngine([*BLUE, "backend-green", "frontend-green"])
     router = StandInRouter(down_polls=3)
     preview = StandInPreview()
-
-    def router_for(config: StackConfig) -> Router:  # typed: mypy checks the stand-in is a Router
-        return router
-
-    monkeypatch.setattr(stack_module, "router_for", router_for)
-    monkeypatch.setattr(stack_module, "check_colour_serves", preview)
+    monkeypatch.setattr(project_module, "check_colour_serves", preview)
     monkeypatch.setattr(stack_module, "REVIVE_POLL_S", 0.001)
-    monkeypatch.setattr(stack_module, "PREVIEW_RETRY_S", 0.001)
-    stack = Stack(config, engine=engine, compose_command=("docker-compose",))  # type: ignore[arg-type]
+    monkeypatch.setattr(project_module, "PREVIEW_RETRY_S", 0.001)
+    stack = ComposeStack(
+        config,
+        engine=engine,  # type: ignore[arg-type]
+        compose_command=("docker-compose",),
+        router=router,
+    )
     return stack, engine, router, preview
 
 
@@ -175,7 +175,7 @@ def no_compose(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
 
 
 def test_every_stopped_container_starts_at_once_and_traffic_readiness_is_awaited(
-    world: tuple[Stack, StandInEngine, StandInRouter, StandInPreview],
+    world: tuple[ComposeStack, StandInEngine, StandInRouter, StandInPreview],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     stack, engine, router, preview = world
@@ -190,7 +190,7 @@ def test_every_stopped_container_starts_at_once_and_traffic_readiness_is_awaited
 
 
 def test_a_path_that_answered_is_not_asked_again(
-    world: tuple[Stack, StandInEngine, StandInRouter, StandInPreview],
+    world: tuple[ComposeStack, StandInEngine, StandInRouter, StandInPreview],
 ) -> None:
     stack, _, _, preview = world
     preview.failures = {"/": 2}
@@ -201,7 +201,7 @@ def test_a_path_that_answered_is_not_asked_again(
 
 
 def test_a_colour_running_and_up_is_left_alone(
-    world: tuple[Stack, StandInEngine, StandInRouter, StandInPreview],
+    world: tuple[ComposeStack, StandInEngine, StandInRouter, StandInPreview],
 ) -> None:
     stack, engine, router, preview = world
     engine.running |= {"backend-blue-1", "frontend-blue-1"}
@@ -212,7 +212,7 @@ def test_a_colour_running_and_up_is_left_alone(
 
 
 def test_a_container_that_exits_fails_the_revive_with_its_logs(
-    world: tuple[Stack, StandInEngine, StandInRouter, StandInPreview],
+    world: tuple[ComposeStack, StandInEngine, StandInRouter, StandInPreview],
 ) -> None:
     stack, engine, router, _ = world
     router.down_polls = 10**9
@@ -223,17 +223,17 @@ def test_a_container_that_exits_fails_the_revive_with_its_logs(
 
 
 def test_servers_never_up_fail_at_the_bound(
-    world: tuple[Stack, StandInEngine, StandInRouter, StandInPreview],
+    world: tuple[ComposeStack, StandInEngine, StandInRouter, StandInPreview],
 ) -> None:
     stack, _, router, _ = world
     router.down_polls = 10**9
-    stack.config = dataclasses.replace(stack.config, healthy_timeout_s=0.05)
+    stack.project.config = dataclasses.replace(stack.config, healthy_timeout_s=0.05)
     with pytest.raises(StackError, match="not UP in HAProxy after 0s: api_blue/backend-blue DOWN"):
         stack.revive("blue")
 
 
 def test_a_preview_that_never_answers_fails_with_what_it_answered(
-    world: tuple[Stack, StandInEngine, StandInRouter, StandInPreview],
+    world: tuple[ComposeStack, StandInEngine, StandInRouter, StandInPreview],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     stack, _, _, preview = world
@@ -244,11 +244,11 @@ def test_a_preview_that_never_answers_fails_with_what_it_answered(
 
 
 def test_workers_have_no_server_and_are_awaited_healthy_in_dockers_eyes(
-    world: tuple[Stack, StandInEngine, StandInRouter, StandInPreview],
+    world: tuple[ComposeStack, StandInEngine, StandInRouter, StandInPreview],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     stack, engine, _, _ = world
-    stack.config = dataclasses.replace(stack.config, workers=("worker-{colour}",))
+    stack.project.config = dataclasses.replace(stack.config, workers=("worker-{colour}",))
     engine.ids["worker-blue"] = ["worker-blue-1"]
     engine.health["worker-blue-1"] = "healthy"
     stack.revive("blue")
@@ -262,7 +262,7 @@ def test_workers_have_no_server_and_are_awaited_healthy_in_dockers_eyes(
 
 
 def test_a_service_without_a_container_is_left_to_compose(
-    world: tuple[Stack, StandInEngine, StandInRouter, StandInPreview],
+    world: tuple[ComposeStack, StandInEngine, StandInRouter, StandInPreview],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     stack, engine, _, _ = world

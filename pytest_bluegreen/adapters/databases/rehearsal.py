@@ -29,10 +29,10 @@ from typing import Final
 import requests
 
 from pytest_bluegreen.adapters.databases import DEFAULT_PORTS, DatabaseAdapter, open_database
-from pytest_bluegreen.adapters.engines.compose import Stack
 from pytest_bluegreen.adapters.engines.compose_cli import ServiceSpec
 from pytest_bluegreen.adapters.engines.docker_api import EXEC_TIMED_OUT, DockerEngine
 from pytest_bluegreen.adapters.engines.docker_run import LABEL, DockerCLI
+from pytest_bluegreen.adapters.engines.project import Project
 from pytest_bluegreen.core.colours import COLOURS, Colour
 from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.errors import BluegreenError, DeployError
@@ -160,7 +160,7 @@ class MigrationRehearsal:
 
     def __init__(
         self,
-        stack: Stack,
+        project: Project,
         dump: Path,
         new_colour: Colour,
         live_colour: Colour | None,
@@ -168,8 +168,8 @@ class MigrationRehearsal:
         docker: DockerCLI | None = None,
         open_db: OpenDatabase | None = None,
     ) -> None:
-        self.stack = stack
-        self.config = stack.config
+        self.project = project  # the stack's files and engine, whichever engine runs it
+        self.config = project.config
         self.dump = dump
         self.new_colour = new_colour
         self.live_colour = live_colour
@@ -223,7 +223,7 @@ class MigrationRehearsal:
     def _spec(self, service: str) -> ServiceSpec:
         """A service as Compose resolves it now (each colour at its recorded release)."""
         if self._specs is None:
-            self._specs = self.stack.compose.services()
+            self._specs = self.project.compose.services()
         spec = self._specs.get(service)
         if spec is None:
             raise DeployError(f"the Compose files have no service {service!r} to rehearse with")
@@ -241,11 +241,11 @@ class MigrationRehearsal:
         deadline = time.monotonic() + timeout
         last = ""
         while True:
-            state = self.stack.engine.state(name)
+            state = self.project.engine.state(name)
             if state.status != "running":
                 raise DeployError(
                     f"the scratch database server ({spec.image}) stopped "
-                    f"({state.describe()}); its last logs:\n{self.stack.engine.logs(name)}"
+                    f"({state.describe()}); its last logs:\n{self.project.engine.logs(name)}"
                 )
             if probe is not None:
                 bound = min(READY_PROBE_TIMEOUT_S, max(1.0, deadline - time.monotonic()))
@@ -325,7 +325,7 @@ class MigrationRehearsal:
             self._start_app(service, self.names.tools, sleep)
             self._tools = self.names.tools
         bound = self.config.command_timeout_s
-        exit_code, output = self.stack.engine.exec(
+        exit_code, output = self.project.engine.exec(
             self._tools, list(command), timeout_s=math.ceil(bound)
         )
         if exit_code == EXEC_TIMED_OUT:
@@ -385,7 +385,7 @@ class MigrationRehearsal:
             url = f"http://{self.docker.ip_on(name, self.names.network)}:{port}"
             self._wait_answering(name, url, service)
             self.seconds["live_colour_start"] = time.monotonic() - start
-            yield LiveColourOnCopy(self.live_colour, url, service, name, self.stack.engine)
+            yield LiveColourOnCopy(self.live_colour, url, service, name, self.project.engine)
         finally:
             self._remove(name, warn=True)
 
@@ -401,9 +401,9 @@ class MigrationRehearsal:
                     return
                 except requests.RequestException:
                     pass
-                state = self.stack.engine.state(name)
+                state = self.project.engine.state(name)
                 if state.status != "running" or time.monotonic() >= deadline:
-                    logs = self.stack.engine.logs(name)
+                    logs = self.project.engine.logs(name)
                     raise DeployError(
                         f"the live colour ({self.live_colour}) did not start on the migrated "
                         f"copy ({state.describe()}); its last logs:\n{logs}"
@@ -428,14 +428,14 @@ class MigrationRehearsal:
             self.docker.remove_network(self.names.network)
         except BluegreenError as exc:
             if warn:
-                self.stack.progress(f"warning: the rehearsal's network is left: {exc}")
+                self.project.progress(f"warning: the rehearsal's network is left: {exc}")
 
     def _remove(self, name: str, *, warn: bool) -> None:
         try:
             self.docker.remove(name)
         except BluegreenError as exc:
             if warn:
-                self.stack.progress(f"warning: a container of the rehearsal is left: {exc}")
+                self.project.progress(f"warning: a container of the rehearsal is left: {exc}")
 
 
 def _open_scratch(config: StackConfig, container: str) -> DatabaseAdapter:

@@ -2,23 +2,19 @@
 
 Bring-up is ordered so that a bad input fails before anything starts (Compose file, images,
 HAProxy's configuration), and a failure while starting removes what this call started.
+What the Swarm engine does the same way (files, images, the retire, the preview) is the
+:class:`~pytest_bluegreen.adapters.engines.project.Project` it holds too.
 """
 
 from __future__ import annotations
 
 import errno
-import ipaddress
-import os
-import secrets
 import socket
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Final
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, ClassVar, Final
 
+from pytest_bluegreen.adapters.engines import Engine, Progress
 from pytest_bluegreen.adapters.engines.compose_cli import (
     Compose,
     PublishedPort,
@@ -26,82 +22,23 @@ from pytest_bluegreen.adapters.engines.compose_cli import (
     detect_compose_command,
 )
 from pytest_bluegreen.adapters.engines.docker_api import DockerEngine
-from pytest_bluegreen.adapters.routers.haproxy import (
-    RELEASES_MAP,
-    HAProxyRouter,
-    RuntimeAPI,
-    read_map_file,
-    write_map_file,
-    write_releases_map,
+from pytest_bluegreen.adapters.engines.project import (
+    REVIVE_SERVING_TIMEOUT_S,
+    Project,
+    generated_secrets,
 )
-from pytest_bluegreen.adapters.routers.tls import ensure_certificate, install_certificate
-from pytest_bluegreen.checks.probe import check_colour_serves
-from pytest_bluegreen.core.colours import COLOURS, Colour
-from pytest_bluegreen.core.config import (
-    LB_STATE_IN_CONTAINER,
-    PORT_SETTINGS,
-    StackConfig,
-    read_env_file,
-)
-from pytest_bluegreen.core.errors import (
-    BluegreenError,
-    CommandTimeout,
-    ConfigError,
-    PortInUse,
-    StackError,
-)
+from pytest_bluegreen.adapters.routers import router_for
+from pytest_bluegreen.adapters.routers.haproxy import wait_ready, write_map_file
+from pytest_bluegreen.core.colours import Colour
+from pytest_bluegreen.core.config import PORT_SETTINGS, StackConfig
+from pytest_bluegreen.core.errors import BluegreenError, CommandTimeout, PortInUse, StackError
 from pytest_bluegreen.core.ports import ContainerState, Router
-from pytest_bluegreen.reporting.secrets import is_secret_name
 
-Progress = Callable[[str], None]
-
-# Always generated into a new env file: the router's stats password.
-ROUTER_SECRETS: Final = ("STATS_PASSWORD",)
 HAPROXY_CONFIG_IN_CONTAINER: Final = "/usr/local/etc/haproxy/haproxy.cfg"
-# A revive asks HAProxy's runtime API this often, and the preview again after a wrong answer:
-# each wait is time users spend on the colour that failed (a show stat costs HAProxy little;
-# the preview's requests, a TLS connection each, a little more).
+# A revive asks HAProxy's runtime API this often: each wait is time users spend on the colour
+# that failed (a show stat costs HAProxy little).
 REVIVE_POLL_S: Final = 0.02
-PREVIEW_RETRY_S: Final = 0.05
 CONTAINER_POLL_S: Final = 0.5  # Docker, for a container that exited meanwhile
-REVIVE_SERVING_TIMEOUT_S: Final = 30.0
-PREVIEW_PARALLEL: Final = 8  # critical paths asked at once on the preview
-
-
-def generated_secrets(example: Path) -> list[str]:
-    """The keys a new env file gets random values for: the example's secret-looking ones."""
-    names = [key for key in read_env_file(example) if is_secret_name(key)]
-    return [*names, *(key for key in ROUTER_SECRETS if key not in names)]
-
-
-def ensure_env_file(path: Path, example: Path, environ: dict[str, str]) -> bool:
-    """Write ``path`` from ``example`` with fresh random secrets, unless it exists.
-
-    Secret-looking keys (PASSWORD, SECRET, TOKEN, _KEY...) get random values; values set in
-    ``environ`` (for example ``BASE_IMAGE``) win over the example's. Returns True when it
-    wrote the file.
-    """
-    if path.exists():
-        return False
-    lines = example.read_text(encoding="utf-8").splitlines() if example.is_file() else []
-    generated = generated_secrets(example)
-    out: list[str] = []
-    for line in lines:
-        key, sep, _ = line.partition("=")
-        key = key.strip()
-        if sep and not key.startswith("#"):
-            if key in generated:
-                line = f"{key}={secrets.token_urlsafe(48)}"
-            elif key in environ:
-                line = f"{key}={environ[key]}"
-        out.append(line)
-    present = {line.partition("=")[0].strip() for line in out}
-    out += [f"{key}={secrets.token_urlsafe(24)}" for key in generated if key not in present]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(out) + "\n")
-    return True
 
 
 def port_in_use(port: PublishedPort) -> bool:
@@ -120,43 +57,11 @@ def port_in_use(port: PublishedPort) -> bool:
     return False
 
 
-def certificate_hosts(hosts: Iterable[str]) -> tuple[list[str], list[str]]:
-    """The names and the IP addresses (a swarm node's) a certificate must cover, loopback too."""
-    names: list[str] = []
-    addresses: list[str] = ["127.0.0.1", "::1"]
-    for host in hosts:
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            names += [host] if host not in names else []
-        else:
-            addresses += [host] if host not in addresses else []
-    return names, addresses
+class ComposeStack:
+    """One blue-green Compose project on this host's Docker engine, behind one HAProxy."""
 
-
-def repository(image: str) -> str:
-    """``registry:5000/team/app:r42`` -> ``registry:5000/team/app``."""
-    head, _, last = image.rpartition("/")
-    name = last.partition("@")[0].partition(":")[0]
-    return f"{head}/{name}" if head else name
-
-
-def router_for(config: StackConfig) -> Router:
-    """The stack's router: HAProxy's admin socket here, or every replica's API on a swarm."""
-    if config.swarm:
-        from pytest_bluegreen.adapters.engines.swarm import swarm_router
-
-        return swarm_router(config)
-    return HAProxyRouter(
-        api=RuntimeAPI(config.admin_socket),
-        map_file=config.map_file,
-        map_in_container=f"{LB_STATE_IN_CONTAINER}/{config.map_file.name}",
-        backends_of=config.backends_of,
-    )
-
-
-class Stack:
-    """One blue-green Compose project, with its Docker engine and HAProxy router."""
+    router_kind: ClassVar[str] = "haproxy"
+    runs_on_this_host: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -164,83 +69,66 @@ class Stack:
         progress: Progress = lambda message: None,
         engine: DockerEngine | None = None,
         compose_command: tuple[str, ...] | None = None,
+        *,
+        router: Router | None = None,
     ) -> None:
-        self.config = config
-        self.progress = progress
-        self.engine = engine or DockerEngine()
-        self._compose_command = compose_command or detect_compose_command()
-        # Set by a deploy: BLUE_RELEASE/GREEN_RELEASE as recorded, over the environment's.
-        self.release_env: dict[str, str] = {}
-        self._services: dict[str, ServiceSpec] | None = None  # as Compose resolves them
+        self.project = Project(
+            config,
+            progress,
+            engine or DockerEngine(),
+            compose_command or detect_compose_command(),
+        )
+        self.router: Router = router or router_for(config)  # the admin socket only, no Docker
 
-    def read_services(self) -> list[str]:
-        """The services as Compose resolves the files (which validates them), kept for later."""
-        self._services = self.compose.services()
-        return list(self._services)
+    # -- the project's, shared with every engine ------------------------------------------------
 
-    def _specs(self) -> dict[str, ServiceSpec]:
-        if self._services is None:
-            self.read_services()
-        assert self._services is not None
-        return self._services
+    @property
+    def config(self) -> StackConfig:
+        return self.project.config
+
+    @property
+    def progress(self) -> Progress:
+        return self.project.progress
+
+    @property
+    def engine(self) -> DockerEngine:
+        return self.project.engine
+
+    @property
+    def release_env(self) -> dict[str, str]:
+        """Set by a deploy: BLUE_RELEASE/GREEN_RELEASE as recorded, over the environment's."""
+        return self.project.release_env
+
+    @release_env.setter
+    def release_env(self, value: dict[str, str]) -> None:
+        self.project.release_env = value
 
     @property
     def compose(self) -> Compose:
-        """Built per use: the environment follows the env file, which prepare() may write."""
-        return self._compose({**self.config.environment, **self.release_env})
+        return self.project.compose
 
-    def _compose(self, env: dict[str, str]) -> Compose:
-        return Compose(
-            command=self._compose_command,
-            files=self.config.compose_files,
-            project_name=self.config.project_name,
-            project_dir=self.config.project_dir,
-            env=env,
-        )
-
-    @property
-    def router(self) -> Router:
-        return router_for(self.config)
-
-    def prepare(self, live: Colour = "blue") -> None:
-        """Make the env file, certificate and map file the stack needs; keep existing ones."""
-        cfg = self.config
-        if ensure_env_file(cfg.env_file, cfg.project_dir / ".env.example", dict(cfg.env)):
-            self.progress(f"wrote {cfg.env_file} with new random secrets")
-        cfg.lb_state_dir.mkdir(parents=True, exist_ok=True)
-        cfg.tls_dir.mkdir(parents=True, exist_ok=True)  # mounted by the router, even empty
-        if self._prepare_tls():
-            self.progress(f"wrote HAProxy's certificate {cfg.site_pem} ({cfg.tls} TLS)")
-            if self.running_services([cfg.loadbalancer_service]):
-                self.progress("warning: the running loadbalancer serves the old certificate")
-        if read_map_file(cfg.map_file) is None:
-            write_map_file(cfg.map_file, live)
-        releases = cfg.map_file.with_name(RELEASES_MAP)
-        if not releases.exists():  # a configuration that reads it refuses to start without it
-            write_releases_map(releases, {})
-
-    def _prepare_tls(self) -> bool:
-        """HAProxy's certificate as the ``tls`` setting says; True when it wrote one."""
-        cfg = self.config
-        if cfg.tls == "self-signed":
-            names, addresses = certificate_hosts((cfg.public_host, cfg.preview_host, "localhost"))
-            return ensure_certificate(cfg.site_pem, names, addresses)
-        if cfg.tls == "files":
-            cert, key = cfg.tls_cert_file, cfg.tls_key_file
-            if cert is None or key is None:
-                raise ConfigError("bluegreen.tls = 'files' needs tls_cert_file and tls_key_file")
-            return install_certificate(cfg.site_pem, cert, key)
-        return False  # off: TLS ends upstream
+    def read_services(self) -> list[str]:
+        return self.project.read_services()
 
     def shared_services(self, specs: dict[str, ServiceSpec] | None = None) -> list[str]:
-        """The services both colours share (database, loadbalancer): none of a profile."""
-        specs = self._specs() if specs is None else specs
-        colours = {s for c in COLOURS for s in self.config.release_services_of(c)}
-        return [name for name, spec in specs.items() if name not in colours and not spec.profiles]
+        return self.project.shared_services(specs)
+
+    def prepare(self, live: Colour = "blue") -> None:
+        self.project.prepare(live, self.running_services)
+
+    def prune_release_images(
+        self, keep: int, protect: Iterable[str], specs: dict[str, ServiceSpec] | None = None
+    ) -> list[str]:
+        return self.project.prune_release_images(keep, protect, specs)
+
+    def schedule_retire(self, colour: Colour, delay_s: float) -> None:
+        self.project.schedule_retire(colour, delay_s)
+
+    # -- Compose's own ---------------------------------------------------------------------------
 
     def build_missing_shared(self) -> list[str]:
         """Build the shared services' images that this engine lacks (see build_missing)."""
-        specs = self._specs()
+        specs = self.project.specs()
         return self.build_missing(specs, self.shared_services(specs))
 
     def build_missing(self, specs: dict[str, ServiceSpec], services: Sequence[str]) -> list[str]:
@@ -265,7 +153,7 @@ class Stack:
         A running service holds its own ports; Docker's own error would come only once the
         deploy has changed things, and name neither the port's setting nor the fix.
         """
-        for name, spec in (self._specs() if specs is None else specs).items():
+        for name, spec in (self.project.specs() if specs is None else specs).items():
             if spec.profiles or not spec.ports or self.running_services([name]):
                 continue
             for port in spec.ports:
@@ -281,25 +169,6 @@ class Stack:
                     f"port {port.port} on {port.host_ip}, which {name} publishes, is already in "
                     f"use by another program: stop it, or {fix}"
                 )
-
-    def prune_release_images(
-        self, keep: int, protect: Iterable[str], specs: dict[str, ServiceSpec] | None = None
-    ) -> list[str]:
-        """Remove all but the ``keep`` newest tags of each colour service's image repository.
-
-        Tags in ``protect`` (the live and the previous colour's releases) always stay, and so
-        does an image a container still uses. Returns the references removed.
-        """
-        protected = set(protect)
-        names = {s for c in COLOURS for s in self.config.release_services_of(c)}
-        specs = self._specs() if specs is None else specs
-        repos = sorted({repository(spec.image) for n, spec in specs.items() if n in names})
-        removed = []
-        for repo in repos:
-            for tag, _ in self.engine.image_tags(repo)[keep:]:
-                if tag not in protected and self.engine.remove_image(f"{repo}:{tag}") is None:
-                    removed.append(f"{repo}:{tag}")
-        return removed
 
     def check_haproxy_config(self) -> None:
         """Run ``haproxy -c`` in a throwaway loadbalancer container: bad configs never start."""
@@ -350,6 +219,11 @@ class Stack:
     def build(self, services: Sequence[str]) -> None:
         self._build(services)
 
+    def database_container(self, service: str) -> str:
+        """The database service's one container, for ``docker exec``."""
+        (container_id,) = self.container_ids(service)
+        return container_id
+
     def _build(self, services: Sequence[str]) -> None:
         """Build, bounded by ``build_timeout_s``."""
         try:
@@ -368,31 +242,6 @@ class Stack:
 
     def logs(self, container_id: str, tail: int = 50) -> str:
         return self.engine.logs(container_id, tail=tail)
-
-    def schedule_retire(self, colour: Colour, delay_s: float) -> None:
-        """Stop ``colour`` in ``delay_s`` from a detached ``bluegreen retire``, unless live again.
-
-        ``setsid --fork`` detaches it (new session, reparented to init) and returns at once, so
-        no child of the deploy outlives it.
-        """
-        cfg = self.config
-        argv = [sys.executable, "-m", "pytest_bluegreen", "--project-dir", str(cfg.project_dir)]
-        argv += ["--project-name", cfg.project_name]
-        if cfg.config_file is not None:
-            argv += ["--config", str(cfg.config_file)]
-        for path in cfg.compose_files:
-            argv += ["-f", str(path)]
-        argv += ["retire", colour, "--after", str(delay_s)]
-        with open(cfg.state_dir / "retire.log", "ab") as log:
-            subprocess.run(
-                ["setsid", "--fork", *argv],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                env={**os.environ, **cfg.env},
-                check=True,
-                timeout=30,
-            )
 
     def start(self, services: Sequence[str]) -> None:
         self.progress(f"starting {', '.join(services)}")
@@ -430,7 +279,7 @@ class Stack:
             self._start_stopped(stopped)
         self._wait_up(colour, services, cfg.healthy_timeout_s)
         self.progress(f"{colour} is UP in HAProxy")
-        self._wait_serving(colour, timeout_s=REVIVE_SERVING_TIMEOUT_S)
+        self.project.wait_serving(colour, REVIVE_SERVING_TIMEOUT_S)
         self.progress(f"{colour} answers on its preview")
         workers = list(cfg.workers_of(colour))
         if workers:
@@ -463,57 +312,33 @@ class Stack:
         Docker is asked every :data:`CONTAINER_POLL_S` too: a container that exits, restarts
         or is unhealthy will not come UP, and its logs say why now rather than at the bound.
         """
-        deadline = time.monotonic() + timeout_s
         next_look = time.monotonic()
-        while down := self.router.not_ready(colour):
-            now = time.monotonic()
-            if now >= next_look:
-                self._raise_if_failed(services)
-                next_look = now + CONTAINER_POLL_S
-            if now >= deadline:
-                listing = ", ".join(f"{s.backend}/{s.server} {s.status}" for s in down)
-                raise StackError(f"{colour} is not UP in HAProxy after {timeout_s:.0f}s: {listing}")
-            time.sleep(REVIVE_POLL_S)
 
-    def _raise_if_failed(self, services: Sequence[str]) -> None:
-        for service in services:
-            for container_id in self.container_ids(service):
-                state = self.engine.state(container_id)
-                if state.failed:
-                    logs = self.engine.logs(state.id)
-                    raise StackError(f"{service} is {state.describe()}; its last logs:\n{logs}")
-
-    def _wait_serving(self, colour: Colour, timeout_s: float) -> None:
-        """Wait (bounded) until ``colour``'s preview has answered every critical path from it.
-
-        The paths are asked side by side, and one that answered is not asked again: the wait
-        is the slowest path's, not the sum of all (a just-started app's first answers are its
-        slowest).
-        """
-        cfg = self.config
-        url = cfg.preview_url(colour)
-
-        def problems_of(path: str) -> list[str]:
-            return check_colour_serves(
-                url, [path], colour, cfg.ca_file, expected_status=cfg.expected_status
-            )
-
-        deadline = time.monotonic() + timeout_s
-        pending = list(cfg.critical_paths)
-        if not pending:
-            return
-        with ThreadPoolExecutor(max_workers=min(len(pending), PREVIEW_PARALLEL)) as pool:
-            while True:
-                answers = list(pool.map(problems_of, pending))
-                problems = [problem for found in answers for problem in found]
-                pending = [path for path, found in zip(pending, answers, strict=True) if found]
-                if not pending:
-                    return
-                if time.monotonic() >= deadline:
-                    raise StackError(
-                        f"{colour} does not serve after {timeout_s:.0f}s: {'; '.join(problems)}"
+        def look_at_docker() -> None:
+            nonlocal next_look
+            if time.monotonic() >= next_look:
+                for service in services:
+                    self._raise_if_failed(
+                        service, map(self.engine.state, self.container_ids(service))
                     )
-                time.sleep(PREVIEW_RETRY_S)
+                next_look = time.monotonic() + CONTAINER_POLL_S
+
+        wait_ready(
+            lambda: self.router.not_ready(colour),
+            f"{colour} is not UP in HAProxy",
+            timeout_s,
+            time.monotonic,
+            poll_s=REVIVE_POLL_S,
+            meanwhile=look_at_docker,
+            error=StackError,
+        )
+
+    def _raise_if_failed(self, service: str, states: Iterable[ContainerState]) -> None:
+        """The first failed container of ``service`` ends a wait at once, with its last logs."""
+        failed = next((state for state in states if state.failed), None)
+        if failed is not None:
+            logs = self.engine.logs(failed.id)
+            raise StackError(f"{service} is {failed.describe()}; its last logs:\n{logs}")
 
     def migrate(self, colour: Colour, *, seed: bool = True) -> None:
         """Apply the schema (and the seed data) with ``colour``'s image."""
@@ -556,10 +381,7 @@ class Stack:
                 if not ids:
                     raise StackError(f"{service} has no container")
                 states = [self.engine.state(i) for i in ids]
-                failed = [s for s in states if s.failed]
-                if failed:
-                    logs = self.engine.logs(failed[0].id)
-                    raise StackError(f"{service} is {failed[0].describe()}; its last logs:\n{logs}")
+                self._raise_if_failed(service, states)
                 if all(s.ready for s in states):
                     pending.remove(service)
                     self.progress(f"{service} healthy")
@@ -573,7 +395,7 @@ class Stack:
         self.progress("removing the stack" + (" and its volumes" if volumes else ""))
         example = self.config.project_dir / ".env.example"
         placeholders = {key: "unused-by-down" for key in generated_secrets(example)}
-        self._compose({**placeholders, **self.config.environment}).down(volumes=volumes)
+        self.project.compose_in({**placeholders, **self.config.environment}).down(volumes=volumes)
 
     def _remove_started(self, services: Sequence[str], running_before: set[str]) -> None:
         """After a failed bring-up, remove what this call started (keep what ran before)."""
@@ -585,3 +407,7 @@ class Stack:
                 self.compose.remove(started)
         except BluegreenError as exc:
             self.progress(f"warning: cleaning up after the failure failed too: {exc}")
+
+
+if TYPE_CHECKING:
+    _IS_AN_ENGINE: type[Engine] = ComposeStack  # mypy: the registry may hand it out

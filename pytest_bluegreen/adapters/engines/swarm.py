@@ -25,22 +25,21 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import yaml
 
-from pytest_bluegreen.adapters.databases import DatabaseAdapter, open_database
-from pytest_bluegreen.adapters.engines.compose import Progress, Stack
-from pytest_bluegreen.adapters.engines.compose_cli import ServiceSpec
+from pytest_bluegreen.adapters.engines import Engine, Progress
+from pytest_bluegreen.adapters.engines.compose_cli import ServiceSpec, detect_compose_command
 from pytest_bluegreen.adapters.engines.docker_api import DockerEngine
 from pytest_bluegreen.adapters.engines.docker_run import DockerCLI
-from pytest_bluegreen.adapters.host import ComposeHost
+from pytest_bluegreen.adapters.engines.project import REVIVE_SERVING_TIMEOUT_S, Project
 from pytest_bluegreen.adapters.routers.haproxy import write_map_file
 from pytest_bluegreen.adapters.routers.haproxy_replicas import Replica, ReplicatedRouter
 from pytest_bluegreen.core.colours import COLOURS, Colour
 from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.errors import CommandTimeout, ConfigError, DockerUnavailable, StackError
-from pytest_bluegreen.core.ports import ContainerState
+from pytest_bluegreen.core.ports import ContainerState, Router
 
 STACK_LABEL: Final = "com.docker.stack.namespace"
 SERVICE_LABEL: Final = "com.docker.swarm.service.name"
@@ -215,8 +214,12 @@ def slot_state(slot_id: str, tasks: Sequence[Mapping[str, Any]]) -> ContainerSta
     return ContainerState(slot_id, slot_id, status, health, exit_code, restarts)
 
 
-class SwarmStack(Stack):
+class SwarmStack:
     """One blue-green stack on a Docker Swarm, driven through its manager."""
+
+    router_kind: ClassVar[str] = "haproxy-replicas"
+    # The tasks run on any node; this process reaches the manager's engine only.
+    runs_on_this_host: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -224,23 +227,66 @@ class SwarmStack(Stack):
         progress: Progress = lambda message: None,
         engine: DockerEngine | None = None,
         compose_command: tuple[str, ...] | None = None,
+        *,
+        router: Router | None = None,
         tasks: SwarmTasks | None = None,
     ) -> None:
-        super().__init__(config, progress, engine, compose_command)
+        self.project = Project(
+            config,
+            progress,
+            engine or DockerEngine(),
+            compose_command or detect_compose_command(),
+        )
         self.tasks = tasks or SwarmTasks(config.project_name, self.engine.client)
         self.cli = DockerCLI(timeout_s=config.command_timeout_s)
-        self._router = swarm_router(config, self.tasks)
+        self.router: Router = router or swarm_router(config, self.tasks)
+
+    # -- the project's, shared with every engine ------------------------------------------------
 
     @property
-    def router(self) -> ReplicatedRouter:
-        return self._router
+    def config(self) -> StackConfig:
+        return self.project.config
+
+    @property
+    def progress(self) -> Progress:
+        return self.project.progress
+
+    @property
+    def engine(self) -> DockerEngine:
+        """The manager's engine: the deploy's images, its one-off containers, the database."""
+        return self.project.engine
+
+    @property
+    def release_env(self) -> dict[str, str]:
+        """Set by a deploy: BLUE_RELEASE/GREEN_RELEASE as recorded, over the environment's."""
+        return self.project.release_env
+
+    @release_env.setter
+    def release_env(self, value: dict[str, str]) -> None:
+        self.project.release_env = value
+
+    def read_services(self) -> list[str]:
+        return self.project.read_services()
+
+    def shared_services(self, specs: dict[str, ServiceSpec] | None = None) -> list[str]:
+        return self.project.shared_services(specs)
+
+    def prepare(self, live: Colour = "blue") -> None:
+        self.project.prepare(live, self.running_services)
+
+    def prune_release_images(
+        self, keep: int, protect: Iterable[str], specs: dict[str, ServiceSpec] | None = None
+    ) -> list[str]:
+        return self.project.prune_release_images(keep, protect, specs)
+
+    def schedule_retire(self, colour: Colour, delay_s: float) -> None:
+        self.project.schedule_retire(colour, delay_s)
 
     # -- reading -------------------------------------------------------------------------------
 
     def _resolved(self, env: Mapping[str, str] | None = None) -> dict[str, Any]:
         """The stack file as Compose resolves it (variables filled in) for this deploy."""
-        compose = self._compose({**self.config.environment, **self.release_env, **(env or {})})
-        text = compose.run("config", timeout=60).stdout
+        text = self.project.compose_with(dict(env or {})).run("config", timeout=60).stdout
         try:
             resolved = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
@@ -254,9 +300,6 @@ class SwarmStack(Stack):
         scheduler's reason.
         """
 
-    def check_haproxy_config(self) -> None:
-        """The replicas check their own configuration as they start (see :meth:`wait_healthy`)."""
-
     def running_services(self, services: Iterable[str]) -> list[str]:
         return [s for s in services if self.tasks.running(s)]
 
@@ -266,15 +309,13 @@ class SwarmStack(Stack):
 
     # -- images ----------------------------------------------------------------------------------
 
-    def _build_compose_env(self) -> dict[str, str]:
-        env = {**self.config.environment, **self.release_env}
-        if self.config.build_host:
-            env["DOCKER_HOST"] = self.config.build_host
-        return env
+    def build(self, services: Sequence[str]) -> None:
+        self._build(services)
 
     def _build(self, services: Sequence[str]) -> None:
         """Build on ``build_host`` and push, so that every node can pull the images."""
-        compose = self._compose(self._build_compose_env())
+        build_host = self.config.build_host
+        compose = self.project.compose_with({"DOCKER_HOST": build_host} if build_host else {})
         try:
             compose.build(services, timeout=self.config.build_timeout_s)
         except CommandTimeout as exc:
@@ -283,6 +324,11 @@ class SwarmStack(Stack):
             ) from None
         self.progress(f"pushing {', '.join(services)} to the registry")
         compose.run("push", *services, timeout=self.config.build_timeout_s)
+
+    def build_missing_shared(self) -> list[str]:
+        """Build and push the shared services' images (see build_missing)."""
+        specs = self.project.specs()
+        return self.build_missing(specs, self.shared_services(specs))
 
     def build_missing(self, specs: dict[str, ServiceSpec], services: Sequence[str]) -> list[str]:
         """Build and push the shared images the registry may lack (cheap when it has them).
@@ -333,7 +379,7 @@ class SwarmStack(Stack):
         argv = ["docker", "service", "scale", "--detach"]
         argv += [f"{self.tasks.full_name(s)}=0" for s in present]
         _run(argv, 120, f"scaling {', '.join(present)} to 0")
-        grace = max((self._specs()[s].stop_grace_s or 10.0 for s in present), default=10.0)
+        grace = max((self.project.specs()[s].stop_grace_s or 10.0 for s in present), default=10.0)
         deadline = time.monotonic() + (timeout_s if timeout_s is not None else grace) + 30
         while any(self.tasks.running(s) for s in present):
             if time.monotonic() >= deadline:
@@ -427,7 +473,7 @@ class SwarmStack(Stack):
         except StackError as exc:
             return f"(no logs: {exc})"
 
-    def local_container(self, service: str) -> str:
+    def database_container(self, service: str) -> str:
         """The running container of ``service`` on the manager itself (for ``docker exec``)."""
         found = self.engine.client.api.containers(
             filters={
@@ -475,7 +521,7 @@ class SwarmStack(Stack):
             self._deploy(stopped)
         self.wait_healthy(services, self.config.healthy_timeout_s)
         self.router.wait_ready(colour, timeout_s=60)
-        self._wait_serving(colour, timeout_s=30)
+        self.project.wait_serving(colour, REVIVE_SERVING_TIMEOUT_S)
 
     def migrate(self, colour: Colour, *, seed: bool = True) -> None:
         """Run the migration in a one-off container of ``colour``'s image, on the manager.
@@ -486,7 +532,7 @@ class SwarmStack(Stack):
         if not cfg.migrate_command:
             return
         service = cfg.migrate_service_of(colour)
-        spec = self.compose.services()[service]  # at the release now recorded
+        spec = self.project.compose.services()[service]  # at the release now recorded
         resolved = self._resolved()
         networks = (resolved["services"][service].get("networks") or {"default": None}).keys()
         network = f"{cfg.project_name}_{next(iter(networks))}"
@@ -568,24 +614,5 @@ def _run(
     return result.stdout
 
 
-class SwarmHost(ComposeHost):
-    """The adapters of a stack on a Swarm: the same as on one host but for the engine."""
-
-    def __init__(self, config: StackConfig, progress: Progress = lambda message: None) -> None:
-        super().__init__(config, progress)
-        self._tasks = SwarmTasks(config.project_name)
-        self.router = swarm_router(config, self._tasks)
-
-    def open_stack(self) -> Stack:
-        if self._stack is None:
-            self._stack = SwarmStack(self.config, progress=self.progress, tasks=self._tasks)
-        return self._stack
-
-    def database(self) -> DatabaseAdapter:
-        """The database service's container on the manager (started when absent)."""
-        stack = self.stack
-        assert isinstance(stack, SwarmStack)
-        db = self.config.db_service
-        if not stack.running_services([db]):
-            stack.start([db])
-        return open_database(self.config, stack.local_container(db))
+if TYPE_CHECKING:
+    _IS_AN_ENGINE: type[Engine] = SwarmStack  # mypy: the registry may hand it out

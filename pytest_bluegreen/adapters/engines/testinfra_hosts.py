@@ -6,7 +6,7 @@ from typing import Any
 
 import testinfra
 
-from pytest_bluegreen.adapters.engines.compose import Stack
+from pytest_bluegreen.adapters.engines.compose import ComposeStack
 from pytest_bluegreen.core.colours import Colour
 from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.errors import StackError
@@ -26,7 +26,7 @@ def service_name(config: StackConfig, colour: Colour | None, name: str) -> str:
     return name
 
 
-def container_host(stack: Stack, service: str) -> Any:
+def container_host(stack: ComposeStack, service: str) -> Any:
     """A testinfra host inside the running container of ``service``."""
     running = stack.container_ids(service, running_only=True)
     if not running:

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.errors import DeployError
 from pytest_bluegreen.core.load_figures import Sample
 
@@ -38,6 +39,19 @@ def _die_with_parent() -> None:
     """
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def locust_load(config: StackConfig, max_seconds: float) -> LoadRun:
+    """Locust on the public URL, as many users as the settings say; it stops by itself."""
+    return LoadRun(
+        config.public_url,
+        config.state_dir / "load",
+        config.ca_file,
+        users=config.load_users,
+        user_rps=config.load_user_rps,
+        paths=config.load_paths,
+        max_seconds=max_seconds,
+    )
 
 
 class LoadRun:

@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Final
 
 from pytest_bluegreen.core.colours import Colour, is_colour
-from pytest_bluegreen.core.errors import LiveColourChanged, NotReadyError, RouterError
+from pytest_bluegreen.core.config import LB_STATE_IN_CONTAINER, StackConfig
+from pytest_bluegreen.core.errors import (
+    BluegreenError,
+    LiveColourChanged,
+    NotReadyError,
+    RouterError,
+)
 from pytest_bluegreen.core.files import write_atomically
 from pytest_bluegreen.core.ports import DrainResult, Preflight, ServerState, SwitchResult
 
@@ -158,18 +164,34 @@ def wait_ready(
     what: str,
     timeout_s: float,
     clock: Callable[[], float] = time.perf_counter,
+    *,
+    poll_s: float = 0.05,
+    meanwhile: Callable[[], None] = lambda: None,
+    error: type[BluegreenError] = RouterError,
 ) -> None:
     """Poll ``not_ready`` until it is empty; past ``timeout_s``, ``what`` and the servers left.
 
-    Every 50 ms: a ``show stat`` of the servers costs HAProxy little, and a server seen UP
-    late is time a revive or a deploy waits for nothing.
+    Every 50 ms by default: a ``show stat`` of the servers costs HAProxy little, and a server
+    seen UP late is time a revive or a deploy waits for nothing. ``meanwhile`` runs before
+    each look at the deadline (a revive asks Docker whether a container failed there).
     """
     deadline = clock() + timeout_s
     while down := not_ready():
+        meanwhile()
         if clock() >= deadline:
             listing = ", ".join(f"{s.backend}/{s.server} {s.status}" for s in down)
-            raise RouterError(f"{what} after {timeout_s:.0f}s: {listing}")
-        time.sleep(0.05)
+            raise error(f"{what} after {timeout_s:.0f}s: {listing}")
+        time.sleep(poll_s)
+
+
+def haproxy_router(config: StackConfig) -> HAProxyRouter:
+    """The stack's one HAProxy, through its admin socket on this host."""
+    return HAProxyRouter(
+        api=RuntimeAPI(config.admin_socket),
+        map_file=config.map_file,
+        map_in_container=f"{LB_STATE_IN_CONTAINER}/{config.map_file.name}",
+        backends_of=config.backends_of,
+    )
 
 
 class HAProxyRouter:

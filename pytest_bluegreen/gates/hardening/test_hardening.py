@@ -25,7 +25,12 @@ from pytest_bluegreen import (
     not_applicable,
 )
 from pytest_bluegreen.checks import hardening as checks
-from pytest_bluegreen.gates._assertions import hardening_mode, judge_hardening, warn
+from pytest_bluegreen.gates._assertions import (
+    hardening_mode,
+    judge_hardening,
+    require_containers_here,
+    warn,
+)
 
 # Shorter secrets are not looked for: they match by chance in any file (and are weak anyway).
 SEARCHABLE_SECRET = 8
@@ -34,16 +39,15 @@ SHORT_SECRET = 12
 
 @pytest.fixture(scope="module")
 def containers(
+    request: pytest.FixtureRequest,
     bluegreen_config: StackConfig,
     bluegreen_colour: Colour | None,
-    bluegreen_host: Callable[[str], Any],
 ) -> list[Container]:
     """The running container of each routed service of the colour under test."""
     if bluegreen_colour is None:
         not_applicable("no colour under test: nothing deploys and none is recorded live")
-    if bluegreen_config.swarm:
-        # Its tasks run on other nodes than the manager's engine, which is all a deploy reaches.
-        not_applicable("on a swarm: the containers are not on the engine the deploy talks to")
+    require_containers_here(bluegreen_config)
+    bluegreen_host: Callable[[str], Any] = request.getfixturevalue("bluegreen_host")
     services = bluegreen_config.services_of(bluegreen_colour)
     return [Container(service, service, bluegreen_host(service)) for service in services]
 
