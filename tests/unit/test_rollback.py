@@ -13,7 +13,7 @@ import pytest
 from pytest_bluegreen.core.colours import Colour
 from pytest_bluegreen.core.errors import LiveColourChanged
 from pytest_bluegreen.core.ports import NoObserver
-from pytest_bluegreen.core.rollback import roll_back
+from pytest_bluegreen.core.rollback import switch_back
 from tests.unit.test_deployment import BEFORE_SWITCH, FakeRouter, make_world
 
 
@@ -31,7 +31,7 @@ class Reviver:
 
 def rollback_to_blue(router: FakeRouter, *, retired: bool, expect_live: bool = False) -> Reviver:
     revive = Reviver(router)
-    result = roll_back(
+    result = switch_back(
         revive,
         router,
         lambda colour: [],
