@@ -69,7 +69,7 @@ from pytest_bluegreen.core import load_figures as load  # noqa: E402
 from pytest_bluegreen.core.colours import Colour  # noqa: E402
 from pytest_bluegreen.core.errors import BluegreenError, StackError  # noqa: E402
 from pytest_bluegreen.core.record import DeployRecord, RecordStore  # noqa: E402
-from pytest_bluegreen.core.rollback import RollbackResult, roll_back  # noqa: E402
+from pytest_bluegreen.core.rollback import RollbackResult, switch_back  # noqa: E402
 from pytest_bluegreen.core.state import ColourState, load_state, save_state  # noqa: E402
 from tests import harness  # noqa: E402
 
@@ -408,7 +408,7 @@ def run_once(
         with revived_as(variant), watcher:
             if variant == "hot-in-deploy":
                 in_deploy = rollback_in_deploy(bench, switched)
-                message = f"roll_back: {in_deploy.problems or 'verified'}"
+                message = f"switch_back: {in_deploy.problems or 'verified'}"
             else:
                 message = commands.rollback(cfg, progress=progress, observer=switched)
         verified_at = time.time()
@@ -465,12 +465,13 @@ def run_once(
 def rollback_in_deploy(bench: BenchStack, observer: SwitchedAt) -> RollbackResult:
     """The rollback a deploy runs at its verdict, with its lock held and its state read.
 
-    :func:`pytest_bluegreen.core.rollback.roll_back` itself, as ``Deployment.rollback`` calls
-    it: the adapters a deploy opened at its prerequisites, timed from T.
+    The traffic step of :class:`pytest_bluegreen.core.rollback.Rollback`,
+    :func:`~pytest_bluegreen.core.rollback.switch_back`, as a deploy's rollback runs it: the
+    adapters a deploy opened at its prerequisites, timed from T.
     """
     since = time.monotonic()
     host = commands.host_for(bench.config, lambda message: None)
-    return roll_back(
+    return switch_back(
         lambda colour: bench.stack.revive(colour), host.router, host.colour_serves, OLD, NEW,
         since, observer, retired=False,
     )  # fmt: skip

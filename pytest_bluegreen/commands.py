@@ -7,7 +7,6 @@ from the adapters the settings pick (each from its registry: engine, router, loa
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Final
 
 from pytest_bluegreen.adapters.engines import Engine, Progress, open_engine
@@ -18,15 +17,13 @@ from pytest_bluegreen.adapters.routers.haproxy import read_map_file
 from pytest_bluegreen.core.colours import COLOURS, Colour, other_colour
 from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.deployment import Deployment
-from pytest_bluegreen.core.errors import BluegreenError, DeployError, LiveColourChanged, LockError
+from pytest_bluegreen.core.errors import BluegreenError, LockError
 from pytest_bluegreen.core.lock import DeployLock
 from pytest_bluegreen.core.ports import DeployObserver, NoObserver
 from pytest_bluegreen.core.record import DeployRecord, RecordStore, new_deploy_id, utc_timestamp
-from pytest_bluegreen.core.rollback import RollbackResult, describe_failure, roll_back
-from pytest_bluegreen.core.state import ColourState, load_state, save_state
-from pytest_bluegreen.reporting import metrics
+from pytest_bluegreen.core.rollback import MANUAL_ROLLBACK, Rollback
+from pytest_bluegreen.core.state import load_state, save_state
 from pytest_bluegreen.reporting.outputs import DeployOutputs
-from pytest_bluegreen.reporting.secrets import SecretPolicy
 from pytest_bluegreen.stage_tracker import STAGES
 
 
@@ -174,79 +171,39 @@ def rollback(
 ) -> str:
     """Switch back to the previous colour if it ran a release here, and prove it serves.
 
-    The same rollback a deploy runs (:func:`pytest_bluegreen.core.rollback.roll_back`), under
-    the deploy lock; recorded, with its metrics. Nothing but the lock, the state file and one
-    round trip to HAProxy stands before traffic moves when the previous colour still runs:
-    Docker is reached only to start it again, or afterwards.
+    The same rollback a deploy runs (:class:`pytest_bluegreen.core.rollback.Rollback`), with a
+    manual one's policy, under the deploy lock: recorded, logged, published and notified as a
+    deploy is. Nothing but the lock, the state file and one round trip to HAProxy stands
+    before traffic moves when the previous colour still runs: Docker is reached only to start
+    it again, or afterwards, and the outputs are opened afterwards.
     """
     since = time.monotonic()  # the command's start: the rollback's time counts from here
     lock = DeployLock(config.lock_file)
-    record_id = new_deploy_id()
-    lock.acquire(record_id, utc_timestamp(), sync=False)  # synced once traffic has moved
+    record = DeployRecord(id=new_deploy_id(), release="", from_colour=None, to_colour=None)
+    lock.acquire(record.id, record.started_at, sync=False)  # synced once traffic has moved
+    outputs: DeployOutputs | None = None
+
+    def open_outputs() -> DeployOutputs:
+        nonlocal outputs
+        if outputs is None:
+            outputs = DeployOutputs(config, record.id)
+        return outputs
+
     try:
         host = host_for(config, progress)
         state = load_state(config.state_file)
-
-        def revive(colour: Colour) -> None:
-            stack = host.open_stack()
-            stack.release_env = state.release_env()
-            stack.revive(colour)
-
         # The recorded live colour, checked by the switch itself; HAProxy's word when they differ.
         live = state.live if state.live is not None else host.router.active_colour()
-        started_at = utc_timestamp()
-        try:
-            result = _roll_back_from(live, state, host, revive, since, observer)
-        except LiveColourChanged as changed:  # switched by hand, or a deploy killed after it
-            live = changed.live
-            result = _roll_back_from(live, state, host, revive, since, observer)
-        lock.sync()
-        old = result.to_colour
-        record = DeployRecord(
-            id=record_id, release=state.releases[old], from_colour=live, to_colour=old
-        )
-        record.started_at = started_at
-        record.rollback_s = round(result.back_s, 6)  # a hot one takes a millisecond or less
-        if not result.verified:
-            raise DeployError(describe_failure(result))
-        assert result.verified_s is not None
-        record.rollback_verified_s = round(result.verified_s, 6)
-        state.live = old
-        state.last_deploy = record_id
-        state.retired.discard(old)
-        save_state(config.state_file, state)
-        left_workers = list(config.workers_of(live))
-        if left_workers:  # jobs are the live colour's: the one left takes no more
-            progress(f"stopping {', '.join(left_workers)}")
-            host.open_stack().stop(left_workers)
-        record.finish("rolled_back")
-        RecordStore(config.state_dir, mask=SecretPolicy.for_config(config).mask_json).save(record)
-        for problem in metrics.publish(config, record):
-            progress(f"warning: metrics not published: {problem}")
+        rollback = Rollback(config, host, open_outputs, lock, observer=observer, progress=progress)
+        result = rollback.run(record, state, live, since, MANUAL_ROLLBACK)
         return (
-            f"rolled back {live} -> {old} (release {record.release}) "
+            f"rolled back {result.left_colour} -> {result.to_colour} (release {record.release}) "
             f"in {record.rollback_s:.3f}s, verified"
         )
     finally:
+        if outputs is not None:
+            outputs.close()
         lock.release()
-
-
-def _roll_back_from(
-    live: Colour,
-    state: ColourState,
-    host: StackAdapters,
-    revive: Callable[[Colour], None],
-    since: float,
-    observer: DeployObserver | None,
-) -> RollbackResult:
-    """Roll back from ``live`` to the other colour, if that one ran a release here."""
-    old = other_colour(live)
-    if old not in state.releases:
-        raise DeployError(f"{old} never ran a release here: nothing to roll back to")
-    return roll_back(
-        revive, host.router, host.colour_serves, old, live, since, observer or NoObserver(),
-        retired=old in state.retired, expect_live=True,
-    )  # fmt: skip
 
 
 def deployment(

@@ -19,6 +19,7 @@ from pytest_bluegreen.core import bake as baking
 from pytest_bluegreen.core import load_figures as loads
 from pytest_bluegreen.core.colours import Colour, other_colour
 from pytest_bluegreen.core.config import StackConfig
+from pytest_bluegreen.core.ending import failed_logs, tell_end
 from pytest_bluegreen.core.errors import BluegreenError, DeployError
 from pytest_bluegreen.core.load_watch import LoadWatch
 from pytest_bluegreen.core.lock import DeployLock, LockHolder
@@ -32,7 +33,7 @@ from pytest_bluegreen.core.ports import (
     Stack,
 )
 from pytest_bluegreen.core.record import DeployRecord, RecordStore, new_deploy_id, utc_timestamp
-from pytest_bluegreen.core.rollback import describe_failure, roll_back
+from pytest_bluegreen.core.rollback import DEPLOY_ROLLBACK, Rollback, RollbackResult
 from pytest_bluegreen.core.state import ColourState, load_state, save_state
 
 Progress = Callable[[str], None]
@@ -497,8 +498,22 @@ class Deployment:
     ) -> None:
         """Finish the deploy: done, aborted or rolled back; record, notify, unlock."""
         phase, self.phase = self.phase, Phase.CONCLUDED
-        switched = phase is Phase.SWITCHED
         self._end_rehearsal()
+        try:
+            failed = failed_stage is not None or error is not None
+            if failed and phase is Phase.SWITCHED and self.from_colour is not None:
+                self.rollback(verdict_at or self.clock(), error)
+            else:
+                self._end_without_rollback(phase, failed_stage, error)
+        finally:
+            self.outputs.close()
+            self.lock.release()
+
+    def _end_without_rollback(
+        self, phase: Phase, failed_stage: str | None, error: str | None
+    ) -> None:
+        """Deployed, aborted, or a first deploy that failed after its switch: ended and told."""
+        switched = phase is Phase.SWITCHED
         try:
             if failed_stage is None and error is None:
                 self._stop_load()
@@ -506,8 +521,9 @@ class Deployment:
                 save_state(self.config.state_file, self.state)
                 self.record.finish("deployed")
             elif switched:
-                self.rollback(verdict_at or self.clock())
-                self.record.finish("rolled_back", error=error)
+                raise DeployError(
+                    "the first deploy failed after its switch: there is no colour to roll back to"
+                )
             else:
                 self.abort(phase)
                 self.record.finish("aborted", error=error)
@@ -516,17 +532,14 @@ class Deployment:
             self.record.finish("rolled_back" if switched else "aborted", error=problem)
             raise
         finally:
-            self._stop_load()
-            self._record_placement()
-            self.records.save(self.record)
-            self.outputs.emit("deploy.end", result=self.record.result, error=self.record.error)
-            for problem in self.outputs.publish_metrics(self.record):
-                self.say("metrics.failed", f"metrics not published: {problem}", level="warning")
-            self._prune_images()
-            kinds: dict[str, NotificationKind] = {"deployed": "success", "rolled_back": "rollback"}
-            self._notify(kinds.get(self.record.result, "failure"))
-            self.outputs.close()
-            self.lock.release()
+            self._settle()
+            tell_end(self.record, self.records, self.outputs, self._warn)
+
+    def _settle(self, rollback_at: float | None = None) -> None:
+        """The deploy's last words in its record before it is saved, however it ended."""
+        self._stop_load(rollback_at)
+        self._record_placement()
+        self._prune_images()
 
     def _record_placement(self) -> None:
         """Which host (a swarm's node) runs each service now, for the record and the report."""
@@ -563,65 +576,45 @@ class Deployment:
         self.state.releases.pop(self.to_colour, None)
         self.state.retired.add(self.to_colour)
         save_state(self.config.state_file, self.state)
-        self._keep_logs(services)
+        self.record.logs = failed_logs(self.stack, services, self.outputs.mask)
         self.stack.stop(services)
 
-    def rollback(self, verdict_at: float) -> None:
-        """After the switch: traffic back to the old colour at once, then prove it serves.
+    def rollback(self, verdict_at: float, error: str | None = None) -> None:
+        """After the switch: the one rollback, with a deploy's policy; it ends the record.
 
-        The failed colour is stopped afterwards (its containers kept for their logs).
+        Traffic goes back to the old colour at once, then it is proven to serve; the failed
+        colour is stopped afterwards, its containers and last log lines kept.
         """
-        old = self.from_colour
-        if old is None:
-            raise DeployError(
-                "the first deploy failed after its switch: there is no colour to roll back to"
-            )
-        failed = self.to_colour
-        result = roll_back(
-            self.stack.revive,
-            self.adapters.router,
-            self.adapters.colour_serves,
-            old,
-            failed,
-            verdict_at,
-            self.observer,
-            retired=old in self.state.retired,
+        rollback = Rollback(
+            self.config,
+            self.adapters,
+            lambda: self.outputs,
+            self.lock,
+            observer=self.observer,
+            progress=self.progress,
             clock=self.clock,
         )
-        self.record.rollback_s = round(result.back_s, 6)  # a hot one takes a millisecond or less
-        if not result.verified:
-            self.state.live = result.live
-            save_state(self.config.state_file, self.state)
-            raise DeployError(describe_failure(result))
-        assert result.verified_s is not None
-        self.record.rollback_verified_s = round(result.verified_s, 6)
-        self._stop_load(result.switched_at)
-        self.state.live = old
-        self.state.releases.pop(failed, None)  # never a rollback target
-        self.state.retired.discard(old)
-        self.state.retired.add(failed)
-        save_state(self.config.state_file, self.state)
-        services = self._colour_containers(failed)
-        self._keep_logs(services)
-        self.stack.stop(services)
-        self.say(
-            "rollback",
-            f"rolled back to {old} in {self.record.rollback_s:.3f}s, verified after "
-            f"{self.record.rollback_verified_s:.3f}s",
+
+        def settle(result: RollbackResult | None) -> None:
+            self._settle(result.switched_at if result is not None and result.verified else None)
+
+        rollback.run(
+            self.record,
+            self.state,
+            self.to_colour,
+            verdict_at,
+            DEPLOY_ROLLBACK,
+            error=error,
+            settle=settle,
         )
 
     def _colour_containers(self, colour: Colour) -> list[str]:
         """A colour's services and workers: what abort, rollback and retire stop."""
         return list(self.config.release_services_of(colour))
 
-    def _keep_logs(self, services: list[str], lines: int = 60) -> None:
-        """The last lines of the failed colour's services, secrets masked, for the report."""
-        logs: dict[str, Any] = {}
-        for service in services:
-            for container in self.stack.container_ids(service):
-                logs[service] = self.outputs.mask(self.stack.logs(container, tail=lines))
-        self.record.logs = logs
-
     def _notify(self, kind: NotificationKind) -> None:
         for failure in self.outputs.notify(kind, self.record):
-            self.say("notify.failed", failure, level="warning")
+            self._warn("notify.failed", failure)
+
+    def _warn(self, event: str, message: str) -> None:
+        self.say(event, message, level="warning")
