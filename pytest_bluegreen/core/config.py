@@ -1,19 +1,26 @@
 """Typed, validated settings of a blue-green stack.
 
-Settings come from ``[tool.bluegreen]`` in ``pyproject.toml`` (or a ``bluegreen.toml``), and the
-stack's environment from the shell overlaid on its ``.env`` file, which is what Compose sees too.
-Every unknown key or wrong value is a :class:`ConfigError` that names it, raised before anything
-is touched.
+Settings come from ``[tool.bluegreen]`` in ``pyproject.toml`` (or a ``bluegreen.toml``): the
+stack's own keys there, the rest in one table per section (``[tool.bluegreen.gates]``...). The
+section dataclasses below are the one schema: each field's annotation is its key's type, its
+default the key's default, and its :class:`Rule` (in the field's metadata) the checks beyond the
+type and the flat key it had before sections, which is still read. The stack's environment comes
+from the shell overlaid on its ``.env`` file, which is what Compose sees too. Every unknown key or
+wrong value is a :class:`ConfigError` that names the file and the key, raised before anything is
+touched.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import os
 import re
-from collections.abc import Mapping
+import types
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal, get_args, get_origin, get_type_hints
 
 import tomllib
 
@@ -54,144 +61,73 @@ PORT_SETTINGS: Final = {
 # Where the admin socket and the map file live inside the loadbalancer container.
 LB_STATE_IN_CONTAINER: Final = "/var/lib/bluegreen"
 
+Part = Literal["", "entries", "keys", "values"]
+
 
 @dataclass(frozen=True, slots=True)
-class StackConfig:
-    """Everything needed to drive one blue-green stack.
+class Rule:
+    """What a setting must be beyond its type, and its flat key from before sections."""
 
-    The defaults are generic (one routed service ``web``, no database, no migrations, the gates
-    shipped in the package); ``bluegreen init`` writes what it infers from a team's Compose file,
-    and a stack with more (the reference stack) says so in its own settings.
-    """
+    flat: str = ""  # its key directly under [tool.bluegreen] before sections ("": its own name)
+    choices: tuple[str, ...] = ()  # the value (of a table: each value) is one of these
+    keys: tuple[str, ...] = ()  # a table's keys are among these
+    may_be_empty: bool = False  # a list that may be empty
+    zero: bool = False  # a number that may be 0 (others must be positive)
+    colour: bool = False  # every entry contains "{colour}"
+    paths: Part = ""  # which part starts with "/": the list's entries, a table's keys or values
+    names: Part = ""  # which part is environment variable names
+    status: bool = False  # a table's values are HTTP statuses
+    url: bool = False  # http:// or https:// (a list: every entry; a string: when set)
+    exists: bool = False  # a file that must exist
+    read: bool = True  # False: set by the loader, never read from the settings
 
-    project_dir: Path
-    compose_files: tuple[Path, ...] = ()
-    project_name: str = "bluegreen"
+
+def rule(**checks: Any) -> dict[str, Rule]:
+    """A field's metadata: its :class:`Rule`."""
+    return {"rule": Rule(**checks)}
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """What runs the containers, and how long each step may take."""
+
     # compose: one host's Compose project. swarm: a Swarm stack on the manager the environment's
     # DOCKER_HOST names (or this host), images pushed to a registry every node pulls from.
-    engine: str = "compose"
+    name: str = field(default="compose", metadata=rule(flat="engine", choices=ENGINES))
     build_host: str = ""  # swarm: the engine that builds and pushes (DOCKER_HOST); "" = the same
-    state_dir: Path = Path(".bluegreen")
-    env_file: Path = Path(".env")
-    loadbalancer_service: str = "loadbalancer"
-    # Per-colour services, patterns where "{colour}" is replaced by blue or green: the ones
-    # HAProxy routes to (with an HTTP port), and workers (no port), started after the switch
-    # unless ``workers_start`` is "with_colour", and stopped at retire with their own
-    # stop_grace_period.
-    colour_services: tuple[str, ...] = ("web-{colour}",)
-    workers: tuple[str, ...] = ()
-    workers_start: str = "after_switch"
-    # HAProxy backends that serve one colour, one per routed service, checked before a switch.
-    router_backends: tuple[str, ...] = ("web_{colour}",)
-    # The database: its kind, its Compose service, its name and user ("${VAR}" reads the
-    # stack's environment; empty: the kind's usual variables), and for "commands" the team's
-    # own backup (dump on stdout) and restore (dump on stdin, "{database}" replaced) commands.
-    database: str = "none"
-    db_service: str = "db"
-    database_name: str = ""
-    database_user: str = ""
-    backup_command: tuple[str, ...] = ()
-    restore_command: tuple[str, ...] = ()
-    # Migrations: none, or any command run in a one-off container of ``migrate_service``
-    # (default: the first colour service) at the new release; the optional pending command
-    # prints one pending migration per line, the optional check command fails on a model
-    # change without its migration. The seed runs on a first deploy only.
-    migrate_service: str = ""
-    migrate_command: tuple[str, ...] = ()
-    migration_pending_command: tuple[str, ...] = ()
-    migration_check_command: tuple[str, ...] = ()
-    seed_command: tuple[str, ...] = ()
-    # Paths every colour must serve; checked by the gates, the post-deploy suite and a rollback,
-    # with the status each answers (200 when not listed).
-    critical_paths: tuple[str, ...] = ("/",)
-    expected_status: Mapping[str, int] = field(default_factory=dict)
-    public_host: str = "localhost"
-    preview_host: str = "127.0.0.1"  # where the preview routes answer (a node, on a swarm)
-    # TLS at HAProxy: "self-signed" (a CA and certificate of its own in the state folder),
-    # "files" (the team's certificate and key; their CA, if not a public one, for the probes),
-    # or "off" (plain HTTP: TLS ends at a terminator in front).
-    tls: str = "self-signed"
-    tls_cert_file: Path | None = None
-    tls_key_file: Path | None = None
-    tls_ca_file: Path | None = None
-    # For ``bluegreen init``: the path prefix HAProxy routes to each routed service, and the
-    # path it checks each one's health on.
-    routes: Mapping[str, str] = field(default_factory=dict)
-    health_paths: Mapping[str, str] = field(default_factory=dict)
     healthy_timeout_s: float = 180.0
     # Every command a deploy runs is bounded: a build, and each one-off command (migrations,
     # seed, the rehearsal's commands). When one runs out, the deploy stops there (an abort before
     # the switch) and the containers the command started, one-off ones included, are removed.
     build_timeout_s: float = 1800.0
     command_timeout_s: float = 600.0
-    # Deploy: where backups go and how many are kept.
-    backup_dir: Path = Path(".bluegreen/backups")
-    keep_backups: int = 10
     # Image tags kept per colour service's repository after a deploy: the newest ones, and
     # the live and previous colours' releases always.
     keep_releases: int = 5
-    # Suites that gate the switch, and the post-switch suite: "bluegreen:<name>" for a gate
-    # shipped in the package, anything else a path under the project.
-    gate_suites: tuple[str, ...] = (
-        "bluegreen:migration",
-        "bluegreen:http",
-        "bluegreen:latency",
-        "bluegreen:hardening",
+
+    @property
+    def swarm(self) -> bool:
+        return self.name == "swarm"
+
+
+@dataclass(frozen=True, slots=True)
+class ServicesSettings:
+    """The stack's per-colour services, patterns where "{colour}" is replaced by blue or green."""
+
+    # The ones HAProxy routes to (with an HTTP port), and workers (no port), started after the
+    # switch unless ``workers_start`` is "with_colour", and stopped at retire with their own
+    # stop_grace_period.
+    colours: tuple[str, ...] = field(
+        default=("web-{colour}",), metadata=rule(flat="colour_services", colour=True)
     )
-    postdeploy_suite: str = "bluegreen:postdeploy"
-    # Each hardening check ("non_root", "limits", "secret_files"): "gate", "warn" or "off".
-    hardening: Mapping[str, str] = field(default_factory=lambda: dict(HARDENING_DEFAULTS))
-    # Retiring the old colour: wait (bounded) until it has no sessions, then stop it after a delay
-    # (0: at once, inside the deploy; more: a detached process, so a rollback within the window is
-    # a runtime-API switch only). Its containers are stopped, never removed.
-    drain_timeout_s: float = 30.0
-    retire_delay_s: float = 0.0
-    # After the post-deploy suite, the new colour is watched this long, the old one still
-    # running: a container that stops, restarts or turns unhealthy, or a server HAProxy takes
-    # out, rolls back at once (a release that crashes seconds after the switch).
-    bake_s: float = 5.0
-    # Load across the switch (Locust, through the public URL): users (0: no load), requests per
-    # second per user, seconds of load before and after the switch, and the budgets it is
-    # judged by: failed requests, and p99 in the second after the switch minus p99 before it.
-    load_users: int = 4
-    load_user_rps: float = 5.0
-    load_window_s: float = 3.0
-    load_paths: tuple[str, ...] = ("/",)
-    load_failure_budget: int = 0
-    load_p99_budget_ms: float = 100.0
-    # Migration rehearsal: the new release's migrations run first on a scratch copy of the
-    # backup, a database server of its own on a network of its own where it answers to the
-    # database service's name, so the app finds it whatever variable it reads; ``rehearsal_env``
-    # adds variables to the rehearsal's containers ({host}, {port}, {database}, {user} filled
-    # in). Then the live colour's image runs on that copy and must still answer
-    # ``rehearsal_paths`` (default: the critical paths) on ``rehearsal_port`` (0: not checked).
-    rehearsal_env: Mapping[str, str] = field(default_factory=dict)
-    rehearsal_port: int = 0
-    rehearsal_paths: tuple[str, ...] = ()
-    # Latency gate: each critical path this many times on the new colour and on the live one,
-    # interleaved; p50 and p99 of the new one within budget, and its p99 no more than the
-    # margin above the live colour's.
-    latency_rounds: int = 20
-    latency_p50_budget_ms: float = 250.0
-    latency_p99_budget_ms: float = 500.0
-    latency_margin_ms: float = 100.0
-    # Notifications: webhook URLs receive start, success, failure and rollback.
-    webhooks: tuple[str, ...] = ()
-    webhook_style: str = "json"
-    # Metrics (Prometheus text format) after every deploy: a file for node_exporter's textfile
-    # collector (default <state_dir>/metrics/bluegreen.prom), and a push to a Pushgateway if set.
-    metrics_file: Path | None = None
-    pushgateway_url: str = ""
-    # Secrets: every variable of the stack's environment whose name looks secret (PASSWORD,
-    # TOKEN, SECRET, _KEY...) has its value masked in every output (console, event log, webhooks,
-    # record, HTML and JUnit reports, metrics); these names (matched ignoring case) are added.
-    secret_names: tuple[str, ...] = ()
-    env: Mapping[str, str] = field(default_factory=dict)
-    # The settings file these came from, for a detached helper process to read them again.
-    config_file: Path | None = None
+    workers: tuple[str, ...] = field(default=(), metadata=rule(may_be_empty=True, colour=True))
+    workers_start: str = field(
+        default="after_switch", metadata=rule(choices=("after_switch", "with_colour"))
+    )
+    loadbalancer: str = field(default="loadbalancer", metadata=rule(flat="loadbalancer_service"))
 
     def services_of(self, colour: Colour) -> tuple[str, ...]:
-        return tuple(pattern.format(colour=colour) for pattern in self.colour_services)
+        return tuple(pattern.format(colour=colour) for pattern in self.colours)
 
     def workers_of(self, colour: Colour) -> tuple[str, ...]:
         return tuple(pattern.format(colour=colour) for pattern in self.workers)
@@ -200,25 +136,216 @@ class StackConfig:
         """Every service of a colour's release: the routed ones, then the workers."""
         return (*self.services_of(colour), *self.workers_of(colour))
 
+
+@dataclass(frozen=True, slots=True)
+class RouterSettings:
+    """HAProxy: its backends, the hosts it answers on, TLS, and what ``bluegreen init`` routes."""
+
+    # HAProxy backends that serve one colour, one per routed service, checked before a switch.
+    backends: tuple[str, ...] = field(
+        default=("web_{colour}",), metadata=rule(flat="router_backends", colour=True)
+    )
+    public_host: str = "localhost"
+    preview_host: str = "127.0.0.1"  # where the preview routes answer (a node, on a swarm)
+    # TLS at HAProxy: "self-signed" (a CA and certificate of its own in the state folder),
+    # "files" (the team's certificate and key; their CA, if not a public one, for the probes),
+    # or "off" (plain HTTP: TLS ends at a terminator in front).
+    tls: str = field(default="self-signed", metadata=rule(choices=TLS_MODES))
+    tls_cert_file: Path | None = field(default=None, metadata=rule(exists=True))
+    tls_key_file: Path | None = field(default=None, metadata=rule(exists=True))
+    tls_ca_file: Path | None = field(default=None, metadata=rule(exists=True))
+    # For ``bluegreen init``: the path prefix HAProxy routes to each routed service, and the
+    # path it checks each one's health on.
+    routes: Mapping[str, str] = field(default_factory=dict, metadata=rule(paths="values"))
+    health_paths: Mapping[str, str] = field(default_factory=dict, metadata=rule(paths="values"))
+
     def backends_of(self, colour: Colour) -> tuple[str, ...]:
-        return tuple(pattern.format(colour=colour) for pattern in self.router_backends)
+        return tuple(pattern.format(colour=colour) for pattern in self.backends)
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    """The database a deploy backs up first, and where its backups go."""
+
+    # Its kind, its Compose service, its name and user ("${VAR}" reads the stack's environment;
+    # empty: the kind's usual variables), and for "commands" the team's own backup (dump on
+    # stdout) and restore (dump on stdin, "{database}" replaced) commands.
+    kind: str = field(default="none", metadata=rule(flat="database", choices=DATABASE_KINDS))
+    service: str = field(default="db", metadata=rule(flat="db_service"))
+    name: str = field(default="", metadata=rule(flat="database_name"))
+    user: str = field(default="", metadata=rule(flat="database_user"))
+    backup_command: tuple[str, ...] = field(default=(), metadata=rule(may_be_empty=True))
+    restore_command: tuple[str, ...] = field(default=(), metadata=rule(may_be_empty=True))
+    # Where backups go (default: under the state folder) and how many are kept.
+    backup_dir: Path = Path(".bluegreen/backups")
+    keep_backups: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationSettings:
+    """Migrations, the first deploy's seed, and their rehearsal on a copy of the database."""
+
+    # None, or any command run in a one-off container of ``service`` (default: the first colour
+    # service) at the new release; the optional pending command prints one pending migration per
+    # line, the optional check command fails on a model change without its migration. The seed
+    # runs on a first deploy only.
+    service: str = field(default="", metadata=rule(flat="migrate_service"))
+    command: tuple[str, ...] = field(
+        default=(), metadata=rule(flat="migrate_command", may_be_empty=True)
+    )
+    pending_command: tuple[str, ...] = field(
+        default=(), metadata=rule(flat="migration_pending_command", may_be_empty=True)
+    )
+    check_command: tuple[str, ...] = field(
+        default=(), metadata=rule(flat="migration_check_command", may_be_empty=True)
+    )
+    seed_command: tuple[str, ...] = field(default=(), metadata=rule(may_be_empty=True))
+    # The rehearsal: the new release's migrations run first on a scratch copy of the backup, a
+    # database server of its own on a network of its own where it answers to the database
+    # service's name, so the app finds it whatever variable it reads; ``rehearsal_env`` adds
+    # variables to the rehearsal's containers ({host}, {port}, {database}, {user} filled in).
+    # Then the live colour's image runs on that copy and must still answer ``rehearsal_paths``
+    # (default: the critical paths) on ``rehearsal_port`` (0: not checked).
+    rehearsal_env: Mapping[str, str] = field(default_factory=dict, metadata=rule(names="keys"))
+    rehearsal_port: int = field(default=0, metadata=rule(zero=True))
+    rehearsal_paths: tuple[str, ...] = field(
+        default=(), metadata=rule(may_be_empty=True, paths="entries")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class GateSettings:
+    """What must hold before the switch, and after it."""
+
+    # Suites that gate the switch, and the post-switch suite: "bluegreen:<name>" for a gate
+    # shipped in the package, anything else a path under the project.
+    suites: tuple[str, ...] = field(
+        default=(
+            "bluegreen:migration",
+            "bluegreen:http",
+            "bluegreen:latency",
+            "bluegreen:hardening",
+        ),
+        metadata=rule(flat="gate_suites", may_be_empty=True),
+    )
+    postdeploy_suite: str = "bluegreen:postdeploy"
+    # Paths every colour must serve; checked by the gates, the post-deploy suite and a rollback,
+    # with the status each answers (200 when not listed).
+    critical_paths: tuple[str, ...] = field(default=("/",), metadata=rule(paths="entries"))
+    expected_status: Mapping[str, int] = field(
+        default_factory=dict, metadata=rule(paths="keys", status=True)
+    )
+    # Each hardening check ("non_root", "limits", "secret_files"): "gate", "warn" or "off".
+    hardening: Mapping[str, str] = field(
+        default_factory=lambda: dict(HARDENING_DEFAULTS),
+        metadata=rule(keys=tuple(HARDENING_DEFAULTS), choices=("gate", "warn", "off")),
+    )
+    # Latency gate: each critical path this many times on the new colour and on the live one,
+    # interleaved; p50 and p99 of the new one within budget, and its p99 no more than the
+    # margin above the live colour's.
+    latency_rounds: int = 20
+    latency_p50_budget_ms: float = 250.0
+    latency_p99_budget_ms: float = 500.0
+    latency_margin_ms: float = 100.0
+    # After the post-deploy suite, the new colour is watched this long, the old one still
+    # running: a container that stops, restarts or turns unhealthy, or a server HAProxy takes
+    # out, rolls back at once (a release that crashes seconds after the switch).
+    bake_s: float = field(default=5.0, metadata=rule(zero=True))
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSettings:
+    """Load across the switch (Locust, through the public URL), and the budgets it is judged by.
+
+    Users (0: no load), requests per second per user, seconds of load before and after the
+    switch, the paths requested, failed requests, and p99 in the second after the switch minus
+    p99 before it.
+    """
+
+    users: int = field(default=4, metadata=rule(flat="load_users", zero=True))
+    user_rps: float = field(default=5.0, metadata=rule(flat="load_user_rps"))
+    window_s: float = field(default=3.0, metadata=rule(flat="load_window_s"))
+    paths: tuple[str, ...] = field(
+        default=("/",), metadata=rule(flat="load_paths", paths="entries")
+    )
+    failure_budget: int = field(default=0, metadata=rule(flat="load_failure_budget", zero=True))
+    p99_budget_ms: float = field(default=100.0, metadata=rule(flat="load_p99_budget_ms"))
+
+
+@dataclass(frozen=True, slots=True)
+class RetireSettings:
+    """Retiring the old colour: wait (bounded) until it has no sessions, then stop it after a delay.
+
+    Delay 0: at once, inside the deploy; more: a detached process, so a rollback within the window
+    is a runtime-API switch only. Its containers are stopped, never removed.
+    """
+
+    drain_timeout_s: float = 30.0
+    delay_s: float = field(default=0.0, metadata=rule(flat="retire_delay_s", zero=True))
+
+
+@dataclass(frozen=True, slots=True)
+class ReportingSettings:
+    """Where a deploy's news goes, and which values never appear in it."""
+
+    # Notifications: webhook URLs receive start, success, failure and rollback.
+    webhooks: tuple[str, ...] = field(default=(), metadata=rule(may_be_empty=True, url=True))
+    webhook_style: str = field(default="json", metadata=rule(choices=("json", "slack")))
+    # Metrics (Prometheus text format) after every deploy: a file for node_exporter's textfile
+    # collector (default <state_dir>/metrics/bluegreen.prom), and a push to a Pushgateway if set.
+    metrics_file: Path | None = None
+    pushgateway_url: str = field(default="", metadata=rule(url=True))
+    # Secrets: every variable of the stack's environment whose name looks secret (PASSWORD,
+    # TOKEN, SECRET, _KEY...) has its value masked in every output (console, event log, webhooks,
+    # record, HTML and JUnit reports, metrics); these names (matched ignoring case) are added.
+    secret_names: tuple[str, ...] = field(
+        default=(), metadata=rule(may_be_empty=True, names="entries")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StackConfig:
+    """Everything needed to drive one blue-green stack: its own keys, then one per section.
+
+    The defaults are generic (one routed service ``web``, no database, no migrations, the gates
+    shipped in the package); ``bluegreen init`` writes what it infers from a team's Compose file,
+    and a stack with more (the reference stack) says so in its own settings.
+    """
+
+    project_dir: Path = field(metadata=rule(read=False))
+    project_name: str = "bluegreen"
+    compose_files: tuple[Path, ...] = ()
+    state_dir: Path = Path(".bluegreen")
+    env_file: Path = Path(".env")
+    env: Mapping[str, str] = field(default_factory=dict, metadata=rule(read=False))
+    # The settings file these came from, for a detached helper process to read them again.
+    config_file: Path | None = field(default=None, metadata=rule(read=False))
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    services: ServicesSettings = field(default_factory=ServicesSettings)
+    router: RouterSettings = field(default_factory=RouterSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    migrations: MigrationSettings = field(default_factory=MigrationSettings)
+    gates: GateSettings = field(default_factory=GateSettings)
+    load: LoadSettings = field(default_factory=LoadSettings)
+    retire: RetireSettings = field(default_factory=RetireSettings)
+    reporting: ReportingSettings = field(default_factory=ReportingSettings)
 
     def migrate_service_of(self, colour: Colour) -> str:
         """The service whose image runs the migrations: the setting, else the first colour one."""
-        return (self.migrate_service or self.colour_services[0]).format(colour=colour)
+        return (self.migrations.service or self.services.colours[0]).format(colour=colour)
 
     @property
     def has_database(self) -> bool:
-        return self.database != "none"
+        return self.database.kind != "none"
 
     @property
     def has_migrations(self) -> bool:
-        return self.has_database and bool(self.migrate_command)
+        return self.has_database and bool(self.migrations.command)
 
     @property
     def paths_on_copy(self) -> tuple[str, ...]:
         """What the live colour must answer on the migrated copy."""
-        return self.rehearsal_paths or self.critical_paths
+        return self.migrations.rehearsal_paths or self.gates.critical_paths
 
     def resolve(self, value: str) -> str:
         """``value`` with each ``${VAR}`` read from the stack's environment (a missing one: "")."""
@@ -238,22 +365,22 @@ class StackConfig:
                 else "set "
             )
             raise ConfigError(
-                f"no {what.replace('_', ' ')} for the {self.database} database: "
-                f"{where}bluegreen.{what}"
+                f"no database {what} for the {self.database.kind} database: "
+                f"{where}bluegreen.database.{what}"
             )
         return resolved
 
     def database_name_value(self) -> str:
         """The live database's name, as the settings or the kind's usual variables give it."""
-        names, _ = DATABASE_DEFAULTS.get(self.database, ((), ()))
-        return self._from_env(self.database_name, names, "database_name")
+        names, _ = DATABASE_DEFAULTS.get(self.database.kind, ((), ()))
+        return self._from_env(self.database.name, names, "name")
 
     def database_user_value(self) -> str:
         """The database user ("" where the kind works as the container's own superuser)."""
-        _, names = DATABASE_DEFAULTS.get(self.database, ((), ()))
-        if not names and not self.database_user:
+        _, names = DATABASE_DEFAULTS.get(self.database.kind, ((), ()))
+        if not names and not self.database.user:
             return ""
-        return self._from_env(self.database_user, names, "database_user")
+        return self._from_env(self.database.user, names, "user")
 
     @property
     def lb_state_dir(self) -> Path:
@@ -279,9 +406,9 @@ class StackConfig:
     @property
     def ca_file(self) -> Path | None:
         """What clients verify HTTPS against: the self-signed CA, the team's CA, or the system's."""
-        if self.tls == "self-signed":
+        if self.router.tls == "self-signed":
             return self.tls_dir / "ca.pem"
-        return self.tls_ca_file
+        return self.router.tls_ca_file
 
     @property
     def site_pem(self) -> Path:
@@ -291,7 +418,7 @@ class StackConfig:
     @property
     def metrics_path(self) -> Path:
         """The textfile for node_exporter: ``metrics_file``, else under the state folder."""
-        return self.metrics_file or self.state_dir / "metrics" / "bluegreen.prom"
+        return self.reporting.metrics_file or self.state_dir / "metrics" / "bluegreen.prom"
 
     @property
     def admin_socket(self) -> Path:
@@ -318,121 +445,91 @@ class StackConfig:
 
     @property
     def public_url(self) -> str:
-        if self.tls == "off":
+        if self.router.tls == "off":
             return self.public_http_url
-        return f"https://{self.public_host}:{self.port('PUBLIC_HTTPS_PORT')}"
+        return f"https://{self.router.public_host}:{self.port('PUBLIC_HTTPS_PORT')}"
 
     @property
     def public_http_url(self) -> str:
-        return f"http://{self.public_host}:{self.port('PUBLIC_HTTP_PORT')}"
+        return f"http://{self.router.public_host}:{self.port('PUBLIC_HTTP_PORT')}"
 
     def preview_url(self, colour: Colour) -> str:
         """The idle-colour route: that colour only, never the live traffic."""
         name = f"PREVIEW_{colour.upper()}_PORT"
-        scheme = "http" if self.tls == "off" else "https"
-        return f"{scheme}://{self.preview_host}:{self.port(name)}"
-
-    @property
-    def swarm(self) -> bool:
-        return self.engine == "swarm"
+        scheme = "http" if self.router.tls == "off" else "https"
+        return f"{scheme}://{self.router.preview_host}:{self.port(name)}"
 
     @property
     def stats_url(self) -> str:
         return f"http://127.0.0.1:{self.port('STATS_PORT')}/stats"
 
 
-_FIELD_TYPES: Final[dict[str, type]] = {
-    "compose_files": list,
-    "project_name": str,
-    "engine": str,
-    "build_host": str,
-    "preview_host": str,
-    "state_dir": str,
-    "env_file": str,
-    "loadbalancer_service": str,
-    "colour_services": list,
-    "workers": list,
-    "workers_start": str,
-    "router_backends": list,
-    "database": str,
-    "db_service": str,
-    "database_name": str,
-    "database_user": str,
-    "backup_command": list,
-    "restore_command": list,
-    "migrate_service": str,
-    "migrate_command": list,
-    "migration_pending_command": list,
-    "migration_check_command": list,
-    "seed_command": list,
-    "critical_paths": list,
-    "expected_status": dict,
-    "public_host": str,
-    "tls": str,
-    "tls_cert_file": str,
-    "tls_key_file": str,
-    "tls_ca_file": str,
-    "routes": dict,
-    "health_paths": dict,
-    "healthy_timeout_s": float,
-    "build_timeout_s": float,
-    "command_timeout_s": float,
-    "backup_dir": str,
-    "keep_backups": int,
-    "keep_releases": int,
-    "gate_suites": list,
-    "postdeploy_suite": str,
-    "hardening": dict,
-    "drain_timeout_s": float,
-    "retire_delay_s": float,
-    "bake_s": float,
-    "webhooks": list,
-    "webhook_style": str,
-    "metrics_file": str,
-    "pushgateway_url": str,
-    "secret_names": list,
-    "load_users": int,
-    "load_user_rps": float,
-    "load_window_s": float,
-    "load_paths": list,
-    "load_failure_budget": int,
-    "load_p99_budget_ms": float,
-    "rehearsal_env": dict,
-    "rehearsal_port": int,
-    "rehearsal_paths": list,
-    "latency_rounds": int,
-    "latency_p50_budget_ms": float,
-    "latency_p99_budget_ms": float,
-    "latency_margin_ms": float,
+# The schema, read once from the dataclasses above: "" is the stack's own keys.
+SECTIONS: Final[dict[str, type]] = {
+    f.name: get_type_hints(StackConfig)[f.name]
+    for f in dataclasses.fields(StackConfig)
+    if dataclasses.is_dataclass(get_type_hints(StackConfig)[f.name])
 }
-_NON_NEGATIVE: Final = (
-    "retire_delay_s",
-    "load_users",
-    "load_failure_budget",
-    "bake_s",
-    "rehearsal_port",
-)
-_MAY_BE_EMPTY: Final = (
-    "webhooks",
-    "gate_suites",
-    "seed_command",
-    "secret_names",
-    "workers",
-    "backup_command",
-    "restore_command",
-    "migrate_command",
-    "migration_pending_command",
-    "migration_check_command",
-    "rehearsal_paths",
-)
-_CHOICES: Final[dict[str, tuple[str, ...]]] = {
-    "webhook_style": ("json", "slack"),
-    "database": DATABASE_KINDS,
-    "tls": TLS_MODES,
-    "workers_start": ("after_switch", "with_colour"),
-    "engine": ENGINES,
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Key:
+    """One settable key of the schema: where it lives, its type, and its rule."""
+
+    section: str  # "" for the stack's own keys
+    name: str
+    hint: Any
+    rule: Rule
+    default: Any
+
+    @property
+    def dotted(self) -> str:
+        return f"{self.section}.{self.name}" if self.section else self.name
+
+    @property
+    def flat(self) -> str:
+        """Its spelling directly under [tool.bluegreen] before sections."""
+        return self.rule.flat or self.name
+
+
+def _keys(section: str, cls: type) -> dict[str, Key]:
+    hints = get_type_hints(cls)
+    keys = {}
+    for f in dataclasses.fields(cls):
+        the_rule = f.metadata.get("rule", Rule())
+        if f.name in SECTIONS or not the_rule.read:
+            continue
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        keys[f.name] = Key(section, f.name, hints[f.name], the_rule, default)
+    return keys
+
+
+SCHEMA: Final[dict[str, dict[str, Key]]] = {
+    "": _keys("", StackConfig),
+    **{name: _keys(name, cls) for name, cls in SECTIONS.items()},
 }
-_FILES: Final = ("tls_cert_file", "tls_key_file", "tls_ca_file")
+# Each section key's flat spelling from before sections, still read.
+FLAT: Final[dict[str, Key]] = {
+    key.flat: key for name, keys in SCHEMA.items() if name for key in keys.values()
+}
+assert len(FLAT) == sum(len(keys) for name, keys in SCHEMA.items() if name), "flat keys collide"
+assert not FLAT.keys() & SCHEMA[""].keys(), "a flat key is a stack key"
+
+
+def setting_defaults() -> dict[str, Any]:
+    """Every key's default, by its dotted name (``services.workers``)."""
+    return {key.dotted: key.default for keys in SCHEMA.values() for key in keys.values()}
+
+
+def as_written(table: Mapping[str, Any]) -> dict[str, Any]:
+    """A settings table as written, flat or sectioned, by dotted name; unknown keys left out.
+
+    For ``bluegreen init`` and ``doctor``, which read what the team wrote before validating it.
+    """
+    found: dict[str, Any] = {}
+    for key, _, value in _entries(table, "", strict=False):
+        found[key.dotted] = value
+    return found
 
 
 def load_config(
@@ -449,47 +546,41 @@ def load_config(
     """
     project_dir = project_dir.resolve()
     table, source = _read_table(project_dir, config_file)
-    values = _validate(table)
+    where = _where(source, project_dir)
+    values: dict[str, dict[str, Any]] = {name: {} for name in SCHEMA}
+    for key, written, raw in list(_entries(table, where, strict=True)):  # every key known first
+        values[key.section][key.name] = _checked(key, written, raw, where, project_dir)
+    stack = values.pop("")
     if project_name is not None:
-        values["project_name"] = project_name
-    values.setdefault("project_name", default_project_name(project_dir))
-    if not PROJECT_NAME.fullmatch(values["project_name"]):
+        stack["project_name"] = project_name
+        where_name = ""
+    else:
+        where_name = where
+    stack.setdefault("project_name", default_project_name(project_dir))
+    if not PROJECT_NAME.fullmatch(stack["project_name"]):
         raise ConfigError(
-            f"bluegreen.project_name {values['project_name']!r} must be lowercase letters, "
-            "digits, '-' or '_', starting with a letter or digit"
+            f"{where_name}bluegreen.project_name {stack['project_name']!r} must be lowercase "
+            "letters, digits, '-' or '_', starting with a letter or digit"
         )
-    configured = [Path(f) for f in values.pop("compose_files", [])]
-    files = compose_files or configured
-    if not files:
-        files = [Path("docker-compose.blue-green.yml")]
-    resolved = tuple(f if f.is_absolute() else project_dir / f for f in files)
-    for compose_file in resolved:
+    files = tuple(_under(project_dir, str(f)) for f in compose_files or ())
+    stack["compose_files"] = (
+        files or stack.get("compose_files") or (project_dir / "docker-compose.blue-green.yml",)
+    )
+    for compose_file in stack["compose_files"]:
         if not compose_file.is_file():
             raise ConfigError(f"compose file not found: {compose_file}")
-    state_dir = _under(project_dir, values.pop("state_dir", ".bluegreen"))
-    backup_dir = _under(project_dir, values.pop("backup_dir", str(state_dir / "backups")))
-    env_file = _under(project_dir, values.pop("env_file", ".env"))
-    metrics_file = values.pop("metrics_file", None)
-    files_given: dict[str, Any] = {
-        key: _under(project_dir, values.pop(key)) for key in _FILES if key in values
-    }
-    for key, path in files_given.items():
-        if not path.is_file():
-            raise ConfigError(f"bluegreen.{key}: file not found: {path}")
-    _check_combinations(values, files_given)
-    env = dict(os.environ if environ is None else environ)
-    return StackConfig(
-        **files_given,
+    state_dir = stack.setdefault("state_dir", project_dir / ".bluegreen")
+    stack.setdefault("env_file", project_dir / ".env")
+    values["database"].setdefault("backup_dir", state_dir / "backups")
+    config = StackConfig(
         project_dir=project_dir,
-        compose_files=resolved,
-        state_dir=state_dir,
-        backup_dir=backup_dir,
-        env_file=env_file,
-        metrics_file=_under(project_dir, metrics_file) if metrics_file else None,
-        env=env,
+        env=dict(os.environ if environ is None else environ),
         config_file=source,
-        **values,
+        **stack,
+        **{name: SECTIONS[name](**fields) for name, fields in values.items()},
     )
+    _check_combinations(config, where)
+    return config
 
 
 def default_project_name(project_dir: Path) -> str:
@@ -498,40 +589,54 @@ def default_project_name(project_dir: Path) -> str:
     return name or "bluegreen"
 
 
-def _check_combinations(values: dict[str, Any], files: dict[str, Any]) -> None:
+def _check_combinations(config: StackConfig, where: str) -> None:
     """Settings that only make sense together: one line naming what is missing."""
-    tls = values.get("tls", "self-signed")
-    if tls == "files" and not {"tls_cert_file", "tls_key_file"} <= files.keys():
-        raise ConfigError("bluegreen.tls = 'files' needs tls_cert_file and tls_key_file")
-    if tls != "files" and files.keys() & {"tls_cert_file", "tls_key_file"}:
-        raise ConfigError("bluegreen.tls_cert_file and tls_key_file need tls = 'files'")
-    if values.get("database") == "commands":
-        if not values.get("backup_command") or not values.get("database_name"):
-            raise ConfigError(
-                "bluegreen.database = 'commands' needs backup_command and database_name"
-            )
-        if values.get("migrate_command") and not values.get("restore_command"):
-            raise ConfigError(
-                "bluegreen.migrate_command with database = 'commands' needs restore_command: "
-                "the rehearsal restores the backup into a scratch server first"
-            )
-    if values.get("database", "none") == "none" and values.get("migrate_command"):
+    router, database, migrations = config.router, config.database, config.migrations
+    certificate = (router.tls_cert_file, router.tls_key_file)
+    if router.tls == "files" and None in certificate:
         raise ConfigError(
-            "bluegreen.migrate_command needs a database: set bluegreen.database (postgres, "
-            "mysql or commands)"
+            f"{where}bluegreen.router.tls = 'files' needs bluegreen.router.tls_cert_file and "
+            "tls_key_file"
         )
-    routed = values.get("colour_services", ("web-{colour}",))
-    backends = values.get("router_backends", ("web_{colour}",))
-    if len(backends) > len(routed):
+    if router.tls != "files" and certificate != (None, None):
         raise ConfigError(
-            "bluegreen.router_backends has more entries than colour_services (one backend per "
-            "routed service; workers have none)"
+            f"{where}bluegreen.router.tls_cert_file and tls_key_file need "
+            "bluegreen.router.tls = 'files'"
+        )
+    if database.kind == "commands":
+        if not database.backup_command or not database.name:
+            raise ConfigError(
+                f"{where}bluegreen.database.kind = 'commands' needs "
+                "bluegreen.database.backup_command and bluegreen.database.name"
+            )
+        if migrations.command and not database.restore_command:
+            raise ConfigError(
+                f"{where}bluegreen.migrations.command with bluegreen.database.kind = 'commands' "
+                "needs bluegreen.database.restore_command: the rehearsal restores the backup "
+                "into a scratch server first"
+            )
+    if database.kind == "none" and migrations.command:
+        raise ConfigError(
+            f"{where}bluegreen.migrations.command needs a database: set "
+            "bluegreen.database.kind (postgres, mysql or commands)"
+        )
+    if len(config.router.backends) > len(config.services.colours):
+        raise ConfigError(
+            f"{where}bluegreen.router.backends has more entries than bluegreen.services.colours "
+            "(one backend per routed service; workers have none)"
         )
 
 
 def _under(project_dir: Path, value: str) -> Path:
     path = Path(value)
     return path if path.is_absolute() else project_dir / path
+
+
+def _where(source: Path | None, project_dir: Path) -> str:
+    """The prefix of an error about the settings: the file they came from."""
+    if source is None:
+        return ""
+    return f"{source.relative_to(project_dir) if source.is_relative_to(project_dir) else source}: "
 
 
 def _read_table(project_dir: Path, config_file: Path | None) -> tuple[dict[str, Any], Path | None]:
@@ -559,91 +664,137 @@ def _read_table(project_dir: Path, config_file: Path | None) -> tuple[dict[str, 
     return {}, None
 
 
-def _validate(table: dict[str, Any]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for key, raw in table.items():
-        value: Any = raw
-        expected = _FIELD_TYPES.get(key)
-        if expected is None:
-            known = ", ".join(sorted(_FIELD_TYPES))
-            raise ConfigError(f"unknown key bluegreen.{key} (known keys: {known})")
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(raw if expected is not float else value, expected) or isinstance(
-            value, bool
-        ):
-            raise ConfigError(
-                f"bluegreen.{key} must be a {expected.__name__}, not {type(value).__name__} "
-                f"({value!r})"
-            )
-        if expected is dict:
-            value = _validate_table(key, value)
-        if expected is list:
-            may_be_empty = key in _MAY_BE_EMPTY
-            if (not value and not may_be_empty) or not all(
-                isinstance(item, str) and item for item in value
-            ):
-                raise ConfigError(f"bluegreen.{key} must be a non-empty list of strings")
-            if key == "webhooks" and not all(_is_http_url(u) for u in value):
-                raise ConfigError(f"bluegreen.{key}: every URL must start with http:// or https://")
-            if key in ("colour_services", "router_backends", "workers") and not all(
-                "{colour}" in item for item in value
-            ):
-                raise ConfigError(f"bluegreen.{key}: every entry must contain '{{colour}}'")
-            if key in ("critical_paths", "load_paths", "rehearsal_paths") and not all(
-                p.startswith("/") for p in value
-            ):
-                raise ConfigError(f"bluegreen.{key}: every path must start with '/'")
-            if key == "secret_names":
-                wrong = next((name for name in value if not ENV_NAME.fullmatch(name)), None)
-                if wrong is not None:
-                    raise ConfigError(
-                        f"bluegreen.{key}: {wrong!r} is not an environment variable name "
-                        "(letters, digits and '_', not starting with a digit)"
-                    )
-            value = value if key == "compose_files" else tuple(value)
-        if expected in (float, int) and (value < 0 or (value == 0 and key not in _NON_NEGATIVE)):
-            raise ConfigError(f"bluegreen.{key} must be positive, not {value!r}")
-        if key == "pushgateway_url" and value and not _is_http_url(value):
-            raise ConfigError(f"bluegreen.{key} must start with http:// or https://")
-        if key in _CHOICES and value not in _CHOICES[key]:
-            raise ConfigError(f"bluegreen.{key} must be one of {', '.join(_CHOICES[key])}")
-        values[key] = value
-    return values
+def _entries(table: Mapping[str, Any], where: str, strict: bool) -> Iterator[tuple[Key, str, Any]]:
+    """Each setting of ``table`` with its key and its spelling there, flat or sectioned.
 
-
-def _validate_table(key: str, table: dict[str, Any]) -> dict[str, Any]:
-    """A settings table: string keys, and values of the type (and range) the key wants."""
-    want: type = int if key == "expected_status" else str
+    A sub-table is a section only when its name is a section's: an old flat key's value may be a
+    table too (``hardening = {...}``). ``strict``: an unknown key, or one setting spelled twice,
+    is an error.
+    """
+    spelled: dict[Key, str] = {}
     for name, value in table.items():
-        if not isinstance(value, want) or isinstance(value, bool):
-            raise ConfigError(
-                f"bluegreen.{key}.{name} must be a {want.__name__}, not {type(value).__name__}"
-            )
-    if key == "expected_status":
-        wrong = next((p for p, code in table.items() if not 100 <= code <= 599), None)
-        if wrong is not None:
-            raise ConfigError(f"bluegreen.expected_status.{wrong} must be an HTTP status (100-599)")
-    if key in ("expected_status", "routes", "health_paths"):
-        paths = table if key == "expected_status" else table.values()
-        bad = next((p for p in paths if not p.startswith("/")), None)
-        if bad is not None:
-            raise ConfigError(f"bluegreen.{key}: every path must start with '/', not {bad!r}")
-    if key == "hardening":
-        for name, mode in table.items():
-            if name not in HARDENING_DEFAULTS:
+        if name in SECTIONS and isinstance(value, dict):
+            found = [(SCHEMA[name].get(k), f"{name}.{k}", v) for k, v in value.items()]
+        else:
+            found = [(SCHEMA[""].get(name) or FLAT.get(name), name, value)]
+        for key, written, raw in found:
+            if key is None:
+                if strict:
+                    raise ConfigError(f"{where}unknown key bluegreen.{written}{_closest(written)}")
+                continue
+            if key in spelled and strict:
                 raise ConfigError(
-                    f"unknown hardening check bluegreen.hardening.{name} (known: "
-                    f"{', '.join(HARDENING_DEFAULTS)})"
+                    f"{where}bluegreen.{spelled[key]} and bluegreen.{written} are the same "
+                    f"setting: keep bluegreen.{key.dotted} only"
                 )
-            if mode not in ("gate", "warn", "off"):
-                raise ConfigError(f"bluegreen.hardening.{name} must be gate, warn or off")
-        return {**HARDENING_DEFAULTS, **table}
-    if key == "rehearsal_env":
-        wrong = next((n for n in table if not ENV_NAME.fullmatch(n)), None)
+            spelled[key] = written
+            yield key, written, raw
+
+
+def _closest(written: str) -> str:
+    """``; did you mean ...?`` with the known key closest to ``written``, in its new spelling."""
+    spellings = {key.dotted: key.dotted for keys in SCHEMA.values() for key in keys.values()}
+    spellings |= {flat: key.dotted for flat, key in FLAT.items()}
+    spellings |= {name: name for name in SECTIONS}
+    match = difflib.get_close_matches(written, spellings, n=1)
+    return f"; did you mean bluegreen.{spellings[match[0]]}?" if match else ""
+
+
+_TYPE_NAMES: Final[dict[Any, str]] = {
+    str: "a str",
+    int: "an int",
+    float: "a float",
+    Path: "a str",
+    tuple: "a list",
+    Mapping: "a table",
+}
+_TYPES: Final[dict[Any, type | tuple[type, ...]]] = {
+    str: str,
+    int: int,
+    float: (int, float),
+    Path: str,
+    tuple: list,
+    Mapping: dict,
+}
+
+
+def _checked(key: Key, written: str, value: Any, where: str, project_dir: Path) -> Any:
+    """``value`` of ``key`` as the dataclass holds it, or an error naming the file and the key."""
+    name = f"{where}bluegreen.{written}"
+    the_rule = key.rule
+    hint = key.hint
+    if isinstance(hint, types.UnionType):  # Path | None: a path when set
+        hint = next(arg for arg in get_args(hint) if arg is not type(None))
+    kind = get_origin(hint) or hint
+    if not _is_a(value, kind):
+        raise ConfigError(
+            f"{name} must be {_TYPE_NAMES[kind]}, not {type(value).__name__} ({value!r})"
+        )
+    if kind is tuple:
+        if (not value and not the_rule.may_be_empty) or not all(
+            isinstance(item, str) and item for item in value
+        ):
+            raise ConfigError(f"{name} must be a non-empty list of strings")
+        _check_part(name, the_rule, "entries", value)
+        if get_args(hint)[0] is Path:
+            return tuple(_under(project_dir, item) for item in value)
+        return tuple(value)
+    if kind is Mapping:
+        want = get_args(hint)[1]
+        for item, item_value in value.items():
+            if not isinstance(item_value, want) or isinstance(item_value, bool):
+                raise ConfigError(
+                    f"{name}.{item} must be {_TYPE_NAMES[want]}, not {type(item_value).__name__}"
+                )
+            if the_rule.status and not 100 <= item_value <= 599:
+                raise ConfigError(f"{name}.{item} must be an HTTP status (100-599)")
+            if the_rule.keys and item not in the_rule.keys:
+                raise ConfigError(
+                    f"{where}unknown key bluegreen.{written}.{item} (known: "
+                    f"{', '.join(the_rule.keys)})"
+                )
+            if the_rule.choices and item_value not in the_rule.choices:
+                raise ConfigError(f"{name}.{item} must be one of {', '.join(the_rule.choices)}")
+        _check_part(name, the_rule, "keys", list(value))
+        _check_part(name, the_rule, "values", list(value.values()))
+        return {**key.default, **value}
+    if kind in (int, float):
+        if value < 0 or (value == 0 and not the_rule.zero):
+            raise ConfigError(f"{name} must be positive, not {value!r}")
+        return float(value) if kind is float else value
+    if the_rule.url and value and not _is_http_url(value):
+        raise ConfigError(f"{name} must start with http:// or https://")
+    if the_rule.choices and value not in the_rule.choices:
+        raise ConfigError(f"{name} must be one of {', '.join(the_rule.choices)}")
+    if kind is Path:
+        path = _under(project_dir, value)
+        if the_rule.exists and not path.is_file():
+            raise ConfigError(f"{name}: file not found: {path}")
+        return path
+    return value
+
+
+def _is_a(value: object, kind: Any) -> bool:
+    return isinstance(value, _TYPES[kind]) and not isinstance(value, bool)
+
+
+def _check_part(name: str, the_rule: Rule, part: Part, items: list[str]) -> None:
+    """The checks of a list's entries, or a table's keys or values."""
+    if part == "entries" and the_rule.colour and not all("{colour}" in i for i in items):
+        raise ConfigError(f"{name}: every entry must contain '{{colour}}'")
+    if part == "entries" and the_rule.url and not all(_is_http_url(i) for i in items):
+        raise ConfigError(f"{name}: every URL must start with http:// or https://")
+    if the_rule.paths == part:
+        bad = next((p for p in items if not p.startswith("/")), None)
+        if bad is not None:
+            raise ConfigError(f"{name}: every path must start with '/', not {bad!r}")
+    if the_rule.names == part:
+        wrong = next((n for n in items if not ENV_NAME.fullmatch(n)), None)
         if wrong is not None:
-            raise ConfigError(f"bluegreen.rehearsal_env: {wrong!r} is not a variable name")
-    return dict(table)
+            raise ConfigError(
+                f"{name}: {wrong!r} is not an environment variable name (letters, digits and "
+                "'_', not starting with a digit)"
+            )
 
 
 def _is_http_url(value: str) -> bool:
