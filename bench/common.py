@@ -64,8 +64,8 @@ class BenchStack(harness.StackUser):
 
 def _healthy(stack: ComposeStack) -> bool:
     cfg = stack.config
-    services = [cfg.db_service, cfg.loadbalancer_service]
-    services += [s for c in COLOURS for s in cfg.services_of(c)]
+    services = [cfg.database.service, cfg.services.loadbalancer]
+    services += [s for c in COLOURS for s in cfg.services.services_of(c)]
     try:
         if stack.running_services(services) != services:
             return False
@@ -151,7 +151,7 @@ def host_info(changed_paths: Sequence[str] = ("bench",)) -> dict[str, Any]:
 
 def machine_info(stack: ComposeStack) -> dict[str, Any]:
     """The host, and HAProxy (asked in the running loadbalancer) and Docker: what ran the bench."""
-    lb = stack.container_ids(stack.config.loadbalancer_service, running_only=True)
+    lb = stack.container_ids(stack.config.services.loadbalancer, running_only=True)
     return {
         **host_info(),
         "haproxy": _first_line(["docker", "exec", lb[0], "haproxy", "-v"]) if lb else "?",

@@ -118,9 +118,9 @@ def configured_waits(record: DeployRecord, config: StackConfig) -> float:
     switch = events_of(config, record.id).get("switch", {})
     windows = float(switch.get("load_window_before_s", 0.0))
     windows += float(switch.get("load_window_after_s", 0.0))
-    if "load_window_before_s" not in switch and config.load_users:  # a deploy of before them
-        windows = 2 * config.load_window_s
-    return windows + min(config.bake_s, stage.get("bake", 0.0))
+    if "load_window_before_s" not in switch and config.load.users:  # a deploy of before them
+        windows = 2 * config.load.window_s
+    return windows + min(config.gates.bake_s, stage.get("bake", 0.0))
 
 
 def split(record: DeployRecord, wall_s: float, config: StackConfig) -> dict[str, float]:
@@ -160,8 +160,9 @@ def overhead_split(
     stage = {s.name: s.duration_s for s in record.stages}
     work = {  # what each stage's row counts elsewhere
         "bring_up": row["app_start_s"] + row["migrations_s"],
-        "switch": configured_waits(record, config) - min(config.bake_s, stage.get("bake", 0.0)),
-        "bake": min(config.bake_s, stage.get("bake", 0.0)),
+        "switch": configured_waits(record, config)
+        - min(config.gates.bake_s, stage.get("bake", 0.0)),
+        "bake": min(config.gates.bake_s, stage.get("bake", 0.0)),
     }
     in_stages = {
         name: round(duration - work.get(name, 0.0), 3)

@@ -181,7 +181,7 @@ def use_haproxy_config(bench: BenchStack, config_file: Path, variant: str) -> bo
         return False
     config_file.write_text(text, encoding="utf-8")
     stack = bench.stack
-    for container_id in stack.container_ids(stack.config.loadbalancer_service):
+    for container_id in stack.container_ids(stack.config.services.loadbalancer):
         stack.engine.client.api.restart(container_id, timeout=5)
     deadline = time.monotonic() + 60
     while True:
@@ -202,14 +202,14 @@ def revive_before(stack: ComposeStack, colour: Colour) -> None:
     each polled every 0.2 s as then.
     """
     cfg = stack.config
-    services = list(cfg.release_services_of(colour))
+    services = list(cfg.services.release_services_of(colour))
     stopped = [s for s in services if not stack.running_services([s])]
     if not stopped and not stack.router.not_ready(colour):
         return
     if stopped:
         stack.progress(f"starting the retired {colour} colour ({', '.join(stopped)})")
         stack.compose.start(stopped)
-    stack.wait_healthy(services, cfg.healthy_timeout_s)
+    stack.wait_healthy(services, cfg.engine.healthy_timeout_s)
     deadline = time.monotonic() + 30
     while stack.router.not_ready(colour):
         if time.monotonic() >= deadline:
@@ -219,10 +219,10 @@ def revive_before(stack: ComposeStack, colour: Colour) -> None:
     deadline = time.monotonic() + 30
     while check_colour_serves(
         cfg.preview_url(colour),
-        cfg.critical_paths,
+        cfg.gates.critical_paths,
         colour,
         cfg.ca_file,
-        expected_status=cfg.expected_status,
+        expected_status=cfg.gates.expected_status,
     ):
         if time.monotonic() >= deadline:
             raise StackError(f"{colour} does not serve after 30s")
@@ -264,7 +264,7 @@ class Watch:
     def _run(self) -> None:
         stack, cfg = self.bench.stack, self.bench.config
         seen: dict[str, str] = {}
-        ids = {s: stack.container_ids(s) for s in cfg.release_services_of(self.colour)}
+        ids = {s: stack.container_ids(s) for s in cfg.services.release_services_of(self.colour)}
         while not self._stop.is_set():
             now: dict[str, str] = {}
             for service, found in ids.items():
@@ -296,7 +296,7 @@ def server_addresses(stack: ComposeStack, colour: Colour) -> dict[str, str]:
     router = stack.router
     if not isinstance(router, HAProxyRouter):
         return {}
-    backends = set(stack.config.backends_of(colour))
+    backends = set(stack.config.router.backends_of(colour))
     found = {}
     for line in router.api.execute("show servers state").splitlines():
         fields = line.split()
@@ -343,7 +343,9 @@ def prepare(bench: BenchStack) -> None:
     """Blue live, green running and UP; both colours recorded as having run a release."""
     stack, cfg = bench.stack, bench.config
     for colour in (OLD, NEW):
-        if stack.running_services(cfg.services_of(colour)) != list(cfg.services_of(colour)):
+        if stack.running_services(cfg.services.services_of(colour)) != list(
+            cfg.services.services_of(colour)
+        ):
             stack.revive(colour)
         stack.router.wait_ready(colour, timeout_s=60)
     if stack.router.active_colour() != OLD:
@@ -386,9 +388,9 @@ def run_once(
         retired = {OLD} if variant in RETIRED else set()
         save_state(cfg.state_file, ColourState(live=NEW, releases=releases, retired=retired))
         if variant in RETIRED:
-            stack.router.drain(OLD, cfg.drain_timeout_s)
+            stack.router.drain(OLD, cfg.retire.drain_timeout_s)
             started = time.time()
-            stack.compose.stop(list(cfg.services_of(OLD)))
+            stack.compose.stop(list(cfg.services.services_of(OLD)))
             row["retire_s"] = round(time.time() - started, 3)
             time.sleep(retired_for_s)
         if variant in HOT:  # the same run's unit, under the same load, just before T

@@ -144,7 +144,7 @@ def router_of(bench: BenchStack) -> HAProxyRouter:
 
 def revive_old(bench: BenchStack) -> None:
     """Start the old colour again if a retirement stopped it (the project's ``revive``)."""
-    stack, services = bench.stack, list(bench.config.services_of(OLD))
+    stack, services = bench.stack, list(bench.config.services.services_of(OLD))
     if stack.running_services(services) != services:
         stack.revive(OLD)  # started, healthy in Docker, UP in HAProxy, serving on its preview
 
@@ -236,7 +236,7 @@ class RuntimeAPISwitch(Mechanism):
 
     def switch(self) -> dict[str, Any]:
         result = self.router.switch(NEW, preflight=self._preflight)
-        drain_s = self.router.drain(OLD, self.bench.config.drain_timeout_s).waited_s
+        drain_s = self.router.drain(OLD, self.bench.config.retire.drain_timeout_s).waited_s
         run_ms = ms_since(self._started)  # the whole switch: from the preflight to drained
         return {
             "run_ms": run_ms,
@@ -254,7 +254,7 @@ class RuntimeAPISwitch(Mechanism):
         """Retire the old colour as a deploy does (drained above, then stopped), under load."""
         time.sleep(max(0.0, command_at + self.retire_after_s - time.time()))
         started = time.time()
-        self.bench.stack.compose.stop(list(self.bench.config.services_of(OLD)))
+        self.bench.stack.compose.stop(list(self.bench.config.services.services_of(OLD)))
         stopped = time.time()
         return {
             "retire_started_at": started,
@@ -292,7 +292,7 @@ class ExtraLoadbalancer:
             api=RuntimeAPI(self.dir / "admin.sock"),
             map_file=self.dir / "active.map",
             map_in_container=f"{LB_STATE_IN_CONTAINER}/active.map",
-            backends_of=bench.config.backends_of,
+            backends_of=bench.config.router.backends_of,
         )
 
     def state_path(self, name: str) -> str:
@@ -847,7 +847,7 @@ def build_mechanisms(
     """The mechanisms asked for; extra loadbalancers (appended to ``extra``) started."""
     cfg = bench.config
     router = router_of(bench)
-    lb_id = bench.stack.container_ids(cfg.loadbalancer_service, running_only=True)[0]
+    lb_id = bench.stack.container_ids(cfg.services.loadbalancer, running_only=True)[0]
     attrs = client.api.inspect_container(lb_id)
     image = attrs["Config"]["Image"]
     networks = sorted(attrs["NetworkSettings"]["Networks"])

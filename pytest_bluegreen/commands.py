@@ -90,9 +90,9 @@ def plan(config: StackConfig, release: str) -> str:
     compose = " ".join(detect_compose_command())
     files = " ".join(f"-f {f}" for f in config.compose_files)
     base = f"{compose} --project-name {config.project_name} {files}"
-    services = " ".join(config.release_services_of(to))
-    started = config.services_of(to) + (
-        config.workers_of(to) if config.workers_start == "with_colour" else ()
+    services = " ".join(config.services.release_services_of(to))
+    started = config.services.services_of(to) + (
+        config.services.workers_of(to) if config.services.workers_start == "with_colour" else ()
     )
     steps = {
         "prerequisites": "Docker, Compose file, deploy lock, free ports, the shared services' "
@@ -100,8 +100,8 @@ def plan(config: StackConfig, release: str) -> str:
         "loadbalancer (started when absent, never restarted), HAProxy runtime API",
         "colours": f"live {live or 'none (first deploy)'}, deploy to {to}",
         "backup": (
-            f"{DUMPS.get(config.database, 'the backup command')} of {config.db_service} into "
-            f"{config.backup_dir}, verified by a restore, keep {config.keep_backups}"
+            f"{DUMPS.get(config.database.kind, 'the backup command')} of {config.database.service} into "
+            f"{config.database.backup_dir}, verified by a restore, keep {config.database.keep_backups}"
             if config.has_database
             else "not applicable (no database)"
         ),
@@ -114,25 +114,27 @@ def plan(config: StackConfig, release: str) -> str:
         ),
         "bring_up": ("migrate; " if config.has_migrations else "")
         + f"up -d --no-deps --force-recreate {' '.join(started)}; wait healthy",
-        "gates": f"{', '.join(config.gate_suites) or 'none'} against {config.preview_url(to)}",
+        "gates": f"{', '.join(config.gates.suites) or 'none'} against {config.preview_url(to)}",
         "switch": f"set map {router.map_in_container} active {to} ({kind_of(config).reach})"
         + ", map file rewritten"
         + (
-            f"; under load: {config.load_users} Locust users x {config.load_user_rps:g} req/s, "
-            f"{config.load_window_s:g} s before and after"
-            if config.load_users and live
+            f"; under load: {config.load.users} Locust users x {config.load.user_rps:g} req/s, "
+            f"{config.load.window_s:g} s before and after"
+            if config.load.users and live
             else ""
         )
         + (
-            f"; then start the workers {' '.join(config.workers_of(to))}"
-            if config.workers and config.workers_start == "after_switch"
+            f"; then start the workers {' '.join(config.services.workers_of(to))}"
+            if config.services.workers and config.services.workers_start == "after_switch"
             else ""
         ),
-        "verify": f"{config.postdeploy_suite} against {config.public_url}",
-        "bake": f"watch {to} for {config.bake_s:g}s (containers, health, HAProxy); the old "
+        "verify": f"{config.gates.postdeploy_suite} against {config.public_url}",
+        "bake": f"watch {to} for {config.gates.bake_s:g}s (containers, health, HAProxy); the old "
         "colour still runs",
         "retire": (
-            f"drain {live}, stop {' '.join(config.release_services_of(live))}" if live else "none"
+            f"drain {live}, stop {' '.join(config.services.release_services_of(live))}"
+            if live
+            else "none"
         ),
     }
     lines = [f"plan for release {release} (dry run: nothing changed)"]
@@ -239,7 +241,7 @@ def retire(config: StackConfig, colour: Colour, progress: Progress) -> str:
         state = load_state(config.state_file)
         state.retired.add(colour)  # before the stop: a rollback then starts it first
         save_state(config.state_file, state)
-        stack.stop(list(config.release_services_of(colour)))
+        stack.stop(list(config.services.release_services_of(colour)))
         return f"{colour} stopped (containers kept)"
     finally:
         lock.release()

@@ -124,7 +124,9 @@ def bluegreen_target(
             if stage in ("verify", "retire")
             else cfg.preview_url(deployment.to_colour)
         )
-        return Target(url, bluegreen_colour, bluegreen_release, cfg.ca_file, cfg.critical_paths)
+        return Target(
+            url, bluegreen_colour, bluegreen_release, cfg.ca_file, cfg.gates.critical_paths
+        )
     url = request.config.getoption("bg_target")
     if url:
         ca_file = request.config.getoption("bg_ca_file")
@@ -132,7 +134,9 @@ def bluegreen_target(
         return Target(url.rstrip("/"), bluegreen_colour, bluegreen_release, ca_file, paths)
     cfg = _config(request)
     ca_file = cfg.ca_file if cfg.ca_file is not None and cfg.ca_file.is_file() else None
-    return Target(cfg.public_url, bluegreen_colour, bluegreen_release, ca_file, cfg.critical_paths)
+    return Target(
+        cfg.public_url, bluegreen_colour, bluegreen_release, ca_file, cfg.gates.critical_paths
+    )
 
 
 @pytest.fixture(scope="session")

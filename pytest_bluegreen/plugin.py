@@ -224,7 +224,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.args = [
         str(Path(__file__).with_name("stage_items.py")),
         *_suite_args(
-            config, [*stack_config.gate_suites, stack_config.postdeploy_suite], project_dir
+            config, [*stack_config.gates.suites, stack_config.gates.postdeploy_suite], project_dir
         ),
         *explicit,
     ]
@@ -243,7 +243,7 @@ def pytest_configure(config: pytest.Config) -> None:
         deployment.record.reports = reports
         return deployment
 
-    postdeploy_dir = resolve_suite(stack_config.postdeploy_suite, project_dir)
+    postdeploy_dir = resolve_suite(stack_config.gates.postdeploy_suite, project_dir)
     tracker = StageTracker(postdeploy_dir, make_deployment, config=config)
     tracker.write = terminal_writer(config)
     config.stash[TRACKER_KEY] = tracker

@@ -28,7 +28,7 @@ def test_colours(bluegreen_deployment: Deployment) -> None:
 def test_backup(bluegreen_deployment: Deployment) -> None:
     """A compressed, checksummed database dump, verified by a restore, before any change."""
     if not bluegreen_deployment.config.has_database:
-        not_applicable("the stack has no database (bluegreen.database = 'none')")
+        not_applicable("the stack has no database (bluegreen.database.kind = 'none')")
     bluegreen_deployment.backup()
 
 

@@ -78,7 +78,7 @@ def _second_deploy(host: ScenarioHost, deploy: Deploy) -> None:
 
 
 def _restart_database(host: ScenarioHost) -> None:
-    host.stack.start([host.config.db_service])
+    host.stack.start([host.config.database.service])
 
 
 def _full_disk(host: ScenarioHost) -> None:
@@ -213,7 +213,7 @@ LIBRARY: tuple[Scenario, ...] = (
         "bad-settings",
         "a settings file with a wrong value",
         ("usage_error",),
-        message="bluegreen.load_users must be",
+        message="bluegreen.load.users must be",
         settings="load_users = -1",
     ),
 )

@@ -88,7 +88,7 @@ def test_scenario(host: ScenarioHost, scenario: Scenario) -> None:
         else:
             assert deploy.proc.returncode != 0
             assert host.answer() == (live, release)
-            idle = host.config.services_of(record.to_colour or host.idle())
+            idle = host.config.services.services_of(record.to_colour or host.idle())
             assert host.stack.running_services(idle) == []  # stopped, kept for their logs
         if record.result == "rolled_back":
             assert record.rollback_s is not None

@@ -45,7 +45,7 @@ def test_stats_page_and_runtime_api_are_not_public(host: ScenarioHost) -> None:
             response = session.get(host.config.public_url + path, timeout=10)
             assert "Statistics Report" not in response.text, path
             assert "pxname" not in response.text, path
-    (lb,) = host.stack.container_ids(host.config.loadbalancer_service)
+    (lb,) = host.stack.container_ids(host.config.services.loadbalancer)
     published = subprocess.run(
         ["docker", "port", lb, "8404"], capture_output=True, text=True, check=True
     ).stdout.split()

@@ -261,7 +261,7 @@ class StackUser:
 
     def database(self) -> DatabaseBackup:
         """The app's real database."""
-        (db,) = self.stack.container_ids(self.config.db_service)
+        (db,) = self.stack.container_ids(self.config.database.service)
         env = self.config.environment
         return DatabaseBackup(db, env["POSTGRES_DB"], env["POSTGRES_USER"], self.home)
 

@@ -44,7 +44,7 @@ class StackAdapters:
 
     def database(self) -> DatabaseAdapter:
         """The database service's database (started when it is not running)."""
-        db = self.config.db_service
+        db = self.config.database.service
         if not self.stack.running_services([db]):
             self.stack.start([db])
         return open_database(self.config, self.stack.database_container(db))
@@ -62,8 +62,8 @@ class StackAdapters:
         cfg = self.config
         return check_colour_serves(
             cfg.public_url,
-            cfg.critical_paths,
+            cfg.gates.critical_paths,
             colour,
             cfg.ca_file,
-            expected_status=cfg.expected_status,
+            expected_status=cfg.gates.expected_status,
         )

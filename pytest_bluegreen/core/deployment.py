@@ -148,7 +148,7 @@ class Deployment:
         if built:
             self.say("prerequisites.built", f"built {', '.join(built)}", services=built)
         self._start_absent_shared()
-        lb = self.config.loadbalancer_service
+        lb = self.config.services.loadbalancer
         self.router_running = bool(self.stack.running_services([lb]))
         if self.router_running:
             self.adapters.router.active_colour()  # raises when the runtime API does not answer
@@ -166,8 +166,8 @@ class Deployment:
         The database starts when the backup needs it, the loadbalancer with the first colour.
         """
         own = (
-            self.config.db_service if self.config.has_database else "",
-            self.config.loadbalancer_service,
+            self.config.database.service if self.config.has_database else "",
+            self.config.services.loadbalancer,
         )
         shared = [s for s in self.stack.shared_services() if s not in own]
         running = set(self.stack.running_services(shared))
@@ -245,7 +245,7 @@ class Deployment:
     def build(self) -> None:
         """Build the idle colour's images at the release, workers' too (nothing starts yet)."""
         to = self.to_colour
-        services = list(self.config.release_services_of(to))
+        services = list(self.config.services.release_services_of(to))
         self.state.releases[to] = self.release
         self._release_env()
         self.say("build", f"building {', '.join(services)} at {self.release}")
@@ -301,9 +301,9 @@ class Deployment:
         """
         self._end_rehearsal(wait=False)
         to = self.to_colour
-        services = list(self.config.services_of(to))
-        if self.config.workers_start == "with_colour":
-            services += self.config.workers_of(to)
+        services = list(self.config.services.services_of(to))
+        if self.config.services.workers_start == "with_colour":
+            services += self.config.services.workers_of(to)
         migrating = "migrating, then " if self.config.has_migrations else ""
         self.say("bring_up", f"{migrating}starting {', '.join(services)} at {self.release}")
         start = self.clock()
@@ -312,7 +312,7 @@ class Deployment:
         migrated = self.clock()
         self.stack.recreate(services)
         self.state.retired.discard(to)
-        self.stack.wait_healthy(services, self.config.healthy_timeout_s)
+        self.stack.wait_healthy(services, self.config.engine.healthy_timeout_s)
         self.adapters.router.publish_releases(self.state.releases, running=self.router_running)
         if not self.router_running:
             self.stack.start_router(to)
@@ -345,7 +345,7 @@ class Deployment:
         if load is not None:
             load.release()
             window = self.clock()
-            load.watch(time.time() + cfg.load_window_s, "before the switch")
+            load.watch(time.time() + cfg.load.window_s, "before the switch")
             waited["load_window_before_s"] = round(self.clock() - window, 3)
         result = self.adapters.router.switch(to)
         switched_at = time.time()
@@ -355,7 +355,7 @@ class Deployment:
         self.observer.traffic_switched(result.from_colour, to, "switch")
         if load is not None:
             window = self.clock()
-            load.watch(switched_at + cfg.load_window_s, "after the switch")
+            load.watch(switched_at + cfg.load.window_s, "after the switch")
             waited["load_window_after_s"] = round(self.clock() - window, 3)
         self.record.switch = {
             k: round(v, 3) if isinstance(v, float) else list(v) if isinstance(v, tuple) else v
@@ -379,12 +379,12 @@ class Deployment:
 
         The old colour's workers stop at retire, each in its own stop_grace_period.
         """
-        workers = list(self.config.workers_of(self.to_colour))
-        if not workers or self.config.workers_start != "after_switch":
+        workers = list(self.config.services.workers_of(self.to_colour))
+        if not workers or self.config.services.workers_start != "after_switch":
             return
         self.say("workers", f"starting {', '.join(workers)} at {self.release}")
         self.stack.recreate(workers)
-        self.stack.wait_healthy(workers, self.config.healthy_timeout_s)
+        self.stack.wait_healthy(workers, self.config.engine.healthy_timeout_s)
 
     def _launch_load(self) -> None:
         """Users readied (a process, its imports, its users) but held: the switch releases them.
@@ -394,10 +394,10 @@ class Deployment:
         traffic to switch): no load.
         """
         cfg = self.config
-        if self.load is not None or self.from_colour is None or not cfg.load_users:
+        if self.load is not None or self.from_colour is None or not cfg.load.users:
             return
-        seconds = 2 * cfg.load_window_s + cfg.bake_s + cfg.drain_timeout_s + 120
-        self.load = LoadWatch(self.adapters.load(seconds), cfg.load_failure_budget, self.progress)
+        seconds = 2 * cfg.load.window_s + cfg.gates.bake_s + cfg.retire.drain_timeout_s + 120
+        self.load = LoadWatch(self.adapters.load(seconds), cfg.load.failure_budget, self.progress)
         self.load.launch()
 
     def _failed_since_switch(self) -> int:
@@ -426,23 +426,23 @@ class Deployment:
             f"{load.before.p99_ms:.1f} ms before, {load.first_second.p99_ms:.1f} ms in the second "
             f"after the switch; {load.old_colour_after_switch} answered by the old colour after it",
         )
-        problems = loads.verdict(load, cfg.load_failure_budget, cfg.load_p99_budget_ms)
+        problems = loads.verdict(load, cfg.load.failure_budget, cfg.load.p99_budget_ms)
         if problems:
             raise DeployError("under load: " + "; ".join(problems))
 
     def bake(self) -> None:
         """Watch the new colour for ``bake_s`` before the old one goes: a failure rolls back."""
-        to, seconds = self.to_colour, self.config.bake_s
+        to, seconds = self.to_colour, self.config.gates.bake_s
         if seconds == 0:
             return
         baking.bake(
             self.stack,
             self.adapters.router,
             to,
-            self.config.services_of(to),
+            self.config.services.services_of(to),
             seconds,
             self._failed_since_switch,
-            self.config.load_failure_budget,
+            self.config.load.failure_budget,
             clock=self.clock,
         )
         self.say("bake", f"{to} stayed up and healthy for {seconds:g}s")
@@ -452,18 +452,18 @@ class Deployment:
         old = self.from_colour
         if old is None:
             return
-        drain = self.adapters.router.drain(old, self.config.drain_timeout_s)
+        drain = self.adapters.router.drain(old, self.config.retire.drain_timeout_s)
         drained = f"{old} drained in {drain.waited_s:.2f}s"
         if drain.closed_sessions:  # long-lived connections: cut, never a reason to roll back
             drained += f", then closed its {drain.closed_sessions} sessions still open"
             self.say(
                 "retire.sessions_closed",
                 f"{old} still had {drain.closed_sessions} open sessions after "
-                f"drain_timeout_s ({self.config.drain_timeout_s:g}s): closed them",
+                f"drain_timeout_s ({self.config.retire.drain_timeout_s:g}s): closed them",
                 level="warning",
                 closed_sessions=drain.closed_sessions,
             )
-        delay = self.config.retire_delay_s
+        delay = self.config.retire.delay_s
         if delay == 0:
             self.state.retired.add(old)  # before the stop: a rollback then starts it first
             save_state(self.config.state_file, self.state)
@@ -558,7 +558,7 @@ class Deployment:
             return
         try:
             removed = self.stack.prune_release_images(
-                self.config.keep_releases, self.state.releases.values()
+                self.config.engine.keep_releases, self.state.releases.values()
             )
         except Exception as exc:  # disk hygiene must never fail a deploy
             self.say("images.failed", f"old release images not removed: {exc}", level="warning")
@@ -610,7 +610,7 @@ class Deployment:
 
     def _colour_containers(self, colour: Colour) -> list[str]:
         """A colour's services and workers: what abort, rollback and retire stop."""
-        return list(self.config.release_services_of(colour))
+        return list(self.config.services.release_services_of(colour))
 
     def _notify(self, kind: NotificationKind) -> None:
         for failure in self.outputs.notify(kind, self.record):

@@ -270,7 +270,9 @@ class Rollback:
         )
         cfg = self.config
         services = list(
-            cfg.release_services_of(left) if policy.left_failed else cfg.workers_of(left)
+            cfg.services.release_services_of(left)
+            if policy.left_failed
+            else cfg.services.workers_of(left)
         )
         if services:
             self._say("rollback.stop", f"stopping {', '.join(services)}", services=services)

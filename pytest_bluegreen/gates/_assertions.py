@@ -98,7 +98,7 @@ def assert_median_within(
 
 def hardening_mode(settings: StackConfig, check: str) -> str:
     """A hardening check's mode, "gate" or "warn"; "off" is not applicable (setting hardening)."""
-    mode = settings.hardening.get(check, HARDENING_DEFAULTS[check])
+    mode = settings.gates.hardening.get(check, HARDENING_DEFAULTS[check])
     if mode == "off":
         not_applicable(f"hardening.{check} is off in the settings")
     return mode
@@ -124,6 +124,6 @@ def require_containers_here(settings: StackConfig) -> None:
     """
     if not runs_on_this_host(settings):
         not_applicable(
-            f"on the {settings.engine} engine: the containers are not on the engine the deploy "
+            f"on the {settings.engine.name} engine: the containers are not on the engine the deploy "
             "talks to"
         )

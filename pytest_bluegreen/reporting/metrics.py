@@ -215,8 +215,10 @@ def publish(
         write_textfile(config.metrics_path, text)
     except OSError as exc:
         problems.append(f"metrics file {config.metrics_path}: {exc.strerror or exc}")
-    if config.pushgateway_url:
-        problem = push(config.pushgateway_url, text, project)
+    if config.reporting.pushgateway_url:
+        problem = push(config.reporting.pushgateway_url, text, project)
         if problem:
-            problems.append(f"push to {policy.display_url(config.pushgateway_url)}: {problem}")
+            problems.append(
+                f"push to {policy.display_url(config.reporting.pushgateway_url)}: {problem}"
+            )
     return [policy.redact(problem) for problem in problems]

@@ -25,8 +25,8 @@ class DeployOutputs:
         self.policy = SecretPolicy.for_config(config)
         self.events = EventLog(config.log_file, deploy_id, self.policy)
         self.notifier = Notifier(
-            config.webhooks,
-            style="slack" if config.webhook_style == "slack" else "json",
+            config.reporting.webhooks,
+            style="slack" if config.reporting.webhook_style == "slack" else "json",
             secrets=self.policy,
         )
 

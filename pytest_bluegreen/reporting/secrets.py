@@ -53,7 +53,7 @@ class SecretPolicy:
 
         ``known``: values already masked (e.g. the policy before the env file was written).
         """
-        return cls.for_environment(config.environment, config.secret_names, known)
+        return cls.for_environment(config.environment, config.reporting.secret_names, known)
 
     @classmethod
     def for_environment(
@@ -70,7 +70,7 @@ class SecretPolicy:
 
     def refreshed(self, config: StackConfig) -> SecretPolicy:
         """The stack's environment read again (a first deploy writes the env file), plus these."""
-        names = dict.fromkeys((*self.names, *config.secret_names))
+        names = dict.fromkeys((*self.names, *config.reporting.secret_names))
         return SecretPolicy.for_environment(config.environment, names, self.values)
 
     def with_values(self, secrets: Iterable[str]) -> SecretPolicy:

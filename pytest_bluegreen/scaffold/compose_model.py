@@ -332,7 +332,7 @@ def classify(
     if not routed:
         raise ScaffoldError(
             "no service to route to: a per-colour service (one with build:) needs published "
-            "ports or expose; add one, or name it in bluegreen.colour_services"
+            "ports or expose; add one, or name it in bluegreen.services.colours"
         )
     database, db_service, plans = _database(services, plans, settings)
     routes, notes = _routes([p.name for p in routed], settings)
@@ -369,7 +369,7 @@ def _plan_service(
     if name in forced_routed:
         if port is None:
             raise ScaffoldError(
-                f"bluegreen.colour_services names {name!r}, which has no port HAProxy could "
+                f"bluegreen.services.colours names {name!r}, which has no port HAProxy could "
                 "reach: give it ports or expose (or list it in workers)"
             )
         return ServicePlan(
@@ -411,7 +411,7 @@ def _database(
     if "database" in settings:
         kind = str(settings["database"])
         service = str(settings.get("db_service") or "db") if kind != "none" else ""
-        how = "bluegreen.database"
+        how = "bluegreen.database.kind"
     else:
         kind, service, how = "none", "", ""
         shared = [p.name for p in plans if p.role == "shared"]
@@ -448,7 +448,7 @@ def _routes(routed: list[str], settings: Mapping[str, Any]) -> tuple[dict[str, s
         }
         missing = [s for s in routed if s not in routes]
         notes = [
-            f"{s}: no public route (bluegreen.routes names none for {colour_pattern(s)}); "
+            f"{s}: no public route (bluegreen.router.routes names none for {colour_pattern(s)}); "
             "reachable through its backend only"
             for s in missing
         ]

@@ -82,7 +82,7 @@ def db(throwaway_images: ThrowawayImages) -> Iterator[Database]:
     throwaway_images.add(PROJECT)
     home = Path(tempfile.mkdtemp(prefix="bgbk-"))
     stack = ComposeStack(make_config(PROJECT, home, ports=False), progress=progress)
-    service = stack.config.db_service
+    service = stack.config.database.service
     try:
         stack.down(volumes=True)
         stack.prepare()

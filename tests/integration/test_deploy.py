@@ -53,7 +53,7 @@ class DeployHost(StackUser):
         )
 
     def running(self, colour: Colour) -> bool:
-        services = self.stack.config.services_of(colour)
+        services = self.stack.config.services.services_of(colour)
         return self.stack.running_services(services) == list(services)
 
     def schema_and_rows(self) -> tuple[list[tuple[str, ...]], dict[str, int]]:
@@ -187,7 +187,7 @@ def test_a_release_running_as_root_is_stopped_by_the_infra_gate(host: DeployHost
     record = assert_aborted_by(host, result, "gates", test, before)
     assert "runs as root (uid 0)" in (record.error or "")
     idle = other_colour(host.live())
-    assert host.stack.running_services(host.stack.config.services_of(idle)) == []
+    assert host.stack.running_services(host.stack.config.services.services_of(idle)) == []
 
 
 def test_a_migration_that_breaks_the_live_colour_never_reaches_the_database(
@@ -342,7 +342,7 @@ def test_a_release_failing_after_the_switch_is_rolled_back(host: DeployHost) -> 
     assert record.rollback_verified_s is not None
     assert host.answer() == (live, release)
     assert host.live() == live
-    services = host.stack.config.services_of(other_colour(live))
+    services = host.stack.config.services.services_of(other_colour(live))
     assert host.stack.running_services(services) == []
 
 
@@ -528,9 +528,9 @@ def test_old_release_images_go_after_each_deploy(host: DeployHost) -> None:
     ).stdout.split()  # fmt: skip
     for repo in ("bgdeploy-backend", "bgdeploy-frontend"):
         tags = [tag for tag, _ in host.stack.engine.image_tags(repo)]
-        assert len(releases) > config.keep_releases + 2  # enough deploys to have pruned some
+        assert len(releases) > config.engine.keep_releases + 2  # enough deploys to have pruned some
         assert len(tags) < len(releases), tags
-        for tag in tags[config.keep_releases :]:
+        for tag in tags[config.engine.keep_releases :]:
             assert tag in state.releases.values() or f"{repo}:{tag}" in in_use, tag
         for release in state.releases.values():
             assert release in tags

@@ -28,8 +28,8 @@ IMAGES = (
 def test_every_service_is_healthy_within_the_bound(running_stack: RunningStack) -> None:
     stack = running_stack.stack
     config = stack.config
-    services = [config.db_service, config.loadbalancer_service]
-    services += [s for c in COLOURS for s in config.services_of(c)]
+    services = [config.database.service, config.services.loadbalancer]
+    services += [s for c in COLOURS for s in config.services.services_of(c)]
     for service in services:
         (container_id,) = stack.container_ids(service)
         state = stack.engine.state(container_id)
@@ -43,7 +43,11 @@ def test_a_second_build_reuses_the_cached_images(running_stack: RunningStack) ->
     assert all(before.values()), before
     config = stack.config
     stack.compose.build(
-        [config.db_service, config.loadbalancer_service, *config.services_of("blue")]
+        [
+            config.database.service,
+            config.services.loadbalancer,
+            *config.services.services_of("blue"),
+        ]
     )
     after = {image: stack.engine.image_id(image) for image in IMAGES}
     assert after == before

@@ -52,8 +52,8 @@ def test_restart_keeps_the_switched_colour(
     config = stack.config
     stack.router.switch("green")
 
-    stack.compose.restart([config.loadbalancer_service])
-    stack.wait_healthy([config.loadbalancer_service], timeout_s=60)
+    stack.compose.restart([config.services.loadbalancer])
+    stack.wait_healthy([config.services.loadbalancer], timeout_s=60)
     stack.router.wait_ready("green", timeout_s=30)
 
     assert stack.router.active_colour() == "green"
@@ -67,7 +67,7 @@ def test_a_drain_closes_the_sessions_still_open_at_its_deadline(
     """A request the backend cannot finish (its table locked) is a long-lived session on blue."""
     stack = blue_live.stack
     config = stack.config
-    (db,) = stack.container_ids(config.db_service)
+    (db,) = stack.container_ids(config.database.service)
     env = config.environment
     lock_sql = "BEGIN; LOCK TABLE aptos_apartment IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(20);"
     lock = subprocess.Popen(

@@ -83,7 +83,7 @@ def test_the_load_registry_gives_locust_on_the_public_url(tmp_path: Path) -> Non
     config = config_of(tmp_path, "compose")
     load = open_load(config, max_seconds=12)
     assert isinstance(load, LoadRun)
-    assert (load.url, load.max_seconds, load.users) == (config.public_url, 12, config.load_users)
+    assert (load.url, load.max_seconds, load.users) == (config.public_url, 12, config.load.users)
     with pytest.raises(ConfigError, match=r"unknown load generator 'k6': .* are locust$"):
         open_load(config, 12, kind="k6")
 

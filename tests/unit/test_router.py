@@ -41,7 +41,9 @@ def fake(short_dir: Path) -> Iterator[FakeRuntimeAPI]:
 def router(fake: FakeRuntimeAPI, short_dir: Path) -> HAProxyRouter:
     write_map_file(short_dir / "active.map", "blue")
     config = StackConfig(project_dir=short_dir, **REFERENCE)
-    return HAProxyRouter(RuntimeAPI(fake.path), short_dir / "active.map", MAP, config.backends_of)
+    return HAProxyRouter(
+        RuntimeAPI(fake.path), short_dir / "active.map", MAP, config.router.backends_of
+    )
 
 
 def test_parse_show_stat_keeps_server_rows_only() -> None:

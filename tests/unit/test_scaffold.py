@@ -681,12 +681,12 @@ def test_the_settings_init_writes_are_valid_settings(shop: Path, tls: str) -> No
         "docker-compose.yml",
         "docker-compose.bluegreen.yml",
     ]
-    assert config.colour_services == ("app-{colour}",)
-    assert config.workers == ("worker-{colour}",)
-    assert config.router_backends == ("app_{colour}",)
-    assert (config.database, config.db_service) == ("mysql", "mariadb")
-    assert config.tls == tls
-    assert config.routes == {"app-{colour}": "/"}
+    assert config.services.colours == ("app-{colour}",)
+    assert config.services.workers == ("worker-{colour}",)
+    assert config.router.backends == ("app_{colour}",)
+    assert (config.database.kind, config.database.service) == ("mysql", "mariadb")
+    assert config.router.tls == tls
+    assert config.router.routes == {"app-{colour}": "/"}
     # The deploy probes where HAProxy publishes: the app's old port.
     scheme = "http" if tls == "off" else "https"
     assert config.public_url == f"{scheme}://localhost:8000"

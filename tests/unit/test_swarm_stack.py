@@ -92,7 +92,7 @@ def test_engine_is_compose_or_swarm(tmp_path: Path) -> None:
     (tmp_path / "docker-compose.blue-green.yml").write_text("services: {}\n")
     (tmp_path / "bluegreen.toml").write_text('engine = "swarm"\npreview_host = "10.0.0.5"\n')
     config = load_config(tmp_path, environ={})
-    assert config.engine == "swarm"
+    assert config.engine.name == "swarm"
     assert config.preview_url("green") == "https://10.0.0.5:8442"
     assert config.port("ADMIN_PORT") == 9999
 

@@ -81,8 +81,8 @@ def _commands(o: Opening) -> DatabaseAdapter:
         o.backup_dir,
         o.keep,
         o.docker,
-        backup_command=o.config.backup_command,
-        restore_command=o.config.restore_command,
+        backup_command=o.config.database.backup_command,
+        restore_command=o.config.database.restore_command,
         timeout_s=o.timeout_s,
     )
 
@@ -104,23 +104,23 @@ def open_database(
     timeout_s: float | None = None,
     docker: Sequence[str] = ("docker",),
 ) -> DatabaseAdapter:
-    """The adapter of ``config.database`` for the database container ``container_id``.
+    """The adapter of ``config.database.kind`` for the database container ``container_id``.
 
     The database's name and user come from the settings (or the kind's usual variables of the
     stack's environment); ``backup_dir`` and ``keep`` default to the settings' too.
     """
-    adapter = ADAPTERS.get(config.database)
+    adapter = ADAPTERS.get(config.database.kind)
     if adapter is None:
         raise ConfigError(
-            f"bluegreen.database = {config.database!r} has no database adapter "
+            f"bluegreen.database.kind = {config.database.kind!r} has no database adapter "
             f"(one of {', '.join(ADAPTERS)})"
         )
     return adapter(
         Opening(
             config,
             container_id,
-            config.backup_dir if backup_dir is None else backup_dir,
-            config.keep_backups if keep is None else keep,
+            config.database.backup_dir if backup_dir is None else backup_dir,
+            config.database.keep_backups if keep is None else keep,
             DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s,
             tuple(docker),
         )

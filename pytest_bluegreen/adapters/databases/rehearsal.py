@@ -177,7 +177,7 @@ class MigrationRehearsal:
         self.scratch = self.names.server  # the scratch database server's container
         self.applied: list[str] | None = None  # None until migrate() ran
         self.seconds: dict[str, float] = {}
-        self.docker = docker or DockerCLI(timeout_s=self.config.command_timeout_s)
+        self.docker = docker or DockerCLI(timeout_s=self.config.engine.command_timeout_s)
         self._open_db = open_db or _open_scratch
         self._labels = {LABEL: self.config.project_name}
         self._specs: dict[str, ServiceSpec] | None = None
@@ -199,14 +199,14 @@ class MigrationRehearsal:
         start = time.monotonic()
         self._remove_all(warn=False)  # left by a killed deploy
         try:
-            spec = self._spec(self.config.db_service)
+            spec = self._spec(self.config.database.service)
             self.docker.create_network(self.names.network, self._labels)
             self.docker.run(
                 spec,
                 self.names.server,
                 spec.environment,
                 network=self.names.network,
-                alias=self.config.db_service,
+                alias=self.config.database.service,
                 labels=self._labels,
             )
             database = self._open_db(self.config, self.names.server)
@@ -237,7 +237,7 @@ class MigrationRehearsal:
         """
         name = self.names.server
         probe = spec.healthcheck_argv()
-        timeout = self.config.healthy_timeout_s
+        timeout = self.config.engine.healthy_timeout_s
         deadline = time.monotonic() + timeout
         last = ""
         while True:
@@ -256,7 +256,7 @@ class MigrationRehearsal:
                 if state.health == "healthy":
                     return
                 last = f"Docker reports it {state.health}"
-            elif self.config.database == "commands":
+            elif self.config.database.kind == "commands":
                 return
             else:
                 try:
@@ -289,14 +289,14 @@ class MigrationRehearsal:
 
     def _app_env(self, spec: ServiceSpec) -> dict[str, str]:
         """The service's own environment, then ``rehearsal_env`` over it."""
-        kind = self.config.database
+        kind = self.config.database.kind
         values = {
-            "host": self.config.db_service,
+            "host": self.config.database.service,
             "port": DEFAULT_PORTS.get(kind, ""),
             "database": self.database_name,
             "user": self.config.database_user_value(),
         }
-        return {**spec.environment, **rehearsal_env(self.config.rehearsal_env, values)}
+        return {**spec.environment, **rehearsal_env(self.config.migrations.rehearsal_env, values)}
 
     def _start_app(self, service: str, name: str, command: tuple[str, ...] | None) -> None:
         """A container of ``service`` on the private network only (none left of that name)."""
@@ -324,7 +324,7 @@ class MigrationRehearsal:
             service = self.config.migrate_service_of(self.new_colour)
             self._start_app(service, self.names.tools, sleep)
             self._tools = self.names.tools
-        bound = self.config.command_timeout_s
+        bound = self.config.engine.command_timeout_s
         exit_code, output = self.project.engine.exec(
             self._tools, list(command), timeout_s=math.ceil(bound)
         )
@@ -339,7 +339,7 @@ class MigrationRehearsal:
 
     def pending(self) -> list[str]:
         """Migrations of the new release that the database (as backed up) does not have yet."""
-        command = self.config.migration_pending_command
+        command = self.config.migrations.pending_command
         return pending_lines(self.run(command)) if command else []
 
     def check_models(self) -> bool:
@@ -347,9 +347,9 @@ class MigrationRehearsal:
 
         False when the settings have no such command (nothing was checked).
         """
-        if not self.config.migration_check_command:
+        if not self.config.migrations.check_command:
             return False
-        self.run(self.config.migration_check_command)
+        self.run(self.config.migrations.check_command)
         return True
 
     def migrate(self) -> list[str]:
@@ -357,7 +357,7 @@ class MigrationRehearsal:
         if self.applied is None:
             start = time.monotonic()
             pending = self.pending()
-            self.run(self.config.migrate_command)
+            self.run(self.config.migrations.command)
             self.applied = pending
             self.seconds["migrate"] = time.monotonic() - start
         return self.applied
@@ -367,7 +367,7 @@ class MigrationRehearsal:
         """The live colour's image, serving from the migrated copy, until the block ends."""
         if self.live_colour is None:
             raise DeployError("there is no live colour to rehearse with (first deploy)")
-        port = self.config.rehearsal_port
+        port = self.config.migrations.rehearsal_port
         if not port:
             raise DeployError("rehearsal_port is 0: the live colour's port on the copy is unknown")
         remote = remote_engine(self.config.environment)
@@ -440,4 +440,4 @@ class MigrationRehearsal:
 
 def _open_scratch(config: StackConfig, container: str) -> DatabaseAdapter:
     """The database adapter of the scratch server, bounded by ``command_timeout_s``."""
-    return open_database(config, container, timeout_s=config.command_timeout_s)
+    return open_database(config, container, timeout_s=config.engine.command_timeout_s)

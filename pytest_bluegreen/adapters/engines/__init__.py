@@ -58,14 +58,14 @@ def open_engine(
     config: StackConfig, progress: Progress = lambda message: None, router: Router | None = None
 ) -> Engine:
     """The stack on the engine the settings name (it reaches Docker: it fails without it)."""
-    return engine_class(config.engine)(config, progress, router=router)
+    return engine_class(config.engine.name)(config, progress, router=router)
 
 
 def router_kind(config: StackConfig) -> str:
     """The kind of router that fronts the settings' engine (no Docker needed)."""
-    return engine_class(config.engine).router_kind
+    return engine_class(config.engine.name).router_kind
 
 
 def runs_on_this_host(config: StackConfig) -> bool:
     """Whether the settings' engine runs the containers on the engine this process reaches."""
-    return engine_class(config.engine).runs_on_this_host
+    return engine_class(config.engine.name).runs_on_this_host

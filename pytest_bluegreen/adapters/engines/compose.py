@@ -172,7 +172,7 @@ class ComposeStack:
 
     def check_haproxy_config(self) -> None:
         """Run ``haproxy -c`` in a throwaway loadbalancer container: bad configs never start."""
-        lb = self.config.loadbalancer_service
+        lb = self.config.services.loadbalancer
         try:
             self.compose.run_once(lb, ["haproxy", "-c", "-f", HAPROXY_CONFIG_IN_CONTAINER], 120)
         except BluegreenError as exc:
@@ -184,9 +184,9 @@ class ComposeStack:
         start = time.monotonic()
         self.prepare(live)
         self.check_ports_free(self.compose.services())
-        colour_services = [s for c in colours for s in cfg.release_services_of(c)]
-        database = [cfg.db_service] if cfg.has_database else []
-        services = [*database, *colour_services, cfg.loadbalancer_service]
+        colour_services = [s for c in colours for s in cfg.services.release_services_of(c)]
+        database = [cfg.database.service] if cfg.has_database else []
+        services = [*database, *colour_services, cfg.services.loadbalancer]
         self.progress(f"building {', '.join(services)}")
         self._build(services)
         running_before = set(self.running_services(services))
@@ -196,7 +196,7 @@ class ComposeStack:
             if colours and cfg.has_migrations:
                 self.migrate(colours[0])
             self.start(colour_services)
-            self.start([cfg.loadbalancer_service])
+            self.start([cfg.services.loadbalancer])
             for colour in colours:
                 self.router.wait_ready(colour, timeout_s=60)
         except BluegreenError:
@@ -206,7 +206,7 @@ class ComposeStack:
 
     def _absent_shared(self, own: Sequence[str]) -> list[str]:
         """Shared services (a cache, a queue) other than ``own`` and the router, not running."""
-        lb = self.config.loadbalancer_service
+        lb = self.config.services.loadbalancer
         shared = [s for s in self.shared_services() if s not in own and s != lb]
         return [s for s in shared if not self.running_services([s])]
 
@@ -214,7 +214,7 @@ class ComposeStack:
         """Start the loadbalancer with ``colour`` live: its configuration checked first."""
         self.check_haproxy_config()
         write_map_file(self.config.map_file, colour)
-        self.start([self.config.loadbalancer_service])
+        self.start([self.config.services.loadbalancer])
 
     def build(self, services: Sequence[str]) -> None:
         self._build(services)
@@ -227,10 +227,10 @@ class ComposeStack:
     def _build(self, services: Sequence[str]) -> None:
         """Build, bounded by ``build_timeout_s``."""
         try:
-            self.compose.build(services, timeout=self.config.build_timeout_s)
+            self.compose.build(services, timeout=self.config.engine.build_timeout_s)
         except CommandTimeout as exc:
             raise CommandTimeout(
-                f"{exc} (build_timeout_s: {self.config.build_timeout_s:g}s)"
+                f"{exc} (build_timeout_s: {self.config.engine.build_timeout_s:g}s)"
             ) from None
 
     def recreate(self, services: Sequence[str]) -> None:
@@ -246,7 +246,7 @@ class ComposeStack:
     def start(self, services: Sequence[str]) -> None:
         self.progress(f"starting {', '.join(services)}")
         self.compose.up(services)
-        self.wait_healthy(services, self.config.healthy_timeout_s)
+        self.wait_healthy(services, self.config.engine.healthy_timeout_s)
 
     def stop(self, services: Sequence[str], timeout_s: int | None = None) -> None:
         """Stop the services' containers at once, side by side; the containers are kept.
@@ -270,20 +270,20 @@ class ComposeStack:
         A container that exits or turns unhealthy meanwhile fails it at once, with its logs.
         """
         cfg = self.config
-        services = list(cfg.release_services_of(colour))
+        services = list(cfg.services.release_services_of(colour))
         stopped = self._stopped_containers(services)
         if not stopped and not self.router.not_ready(colour):
             return
         if stopped:
             self.progress(f"starting the retired {colour} colour ({', '.join(stopped)})")
             self._start_stopped(stopped)
-        self._wait_up(colour, services, cfg.healthy_timeout_s)
+        self._wait_up(colour, services, cfg.engine.healthy_timeout_s)
         self.progress(f"{colour} is UP in HAProxy")
         self.project.wait_serving(colour, REVIVE_SERVING_TIMEOUT_S)
         self.progress(f"{colour} answers on its preview")
-        workers = list(cfg.workers_of(colour))
+        workers = list(cfg.services.workers_of(colour))
         if workers:
-            self.wait_healthy(workers, cfg.healthy_timeout_s)
+            self.wait_healthy(workers, cfg.engine.healthy_timeout_s)
 
     def _stopped_containers(self, services: Sequence[str]) -> dict[str, list[str]]:
         """Each of ``services`` that has a container not running, with those containers.
@@ -343,18 +343,21 @@ class ComposeStack:
     def migrate(self, colour: Colour, *, seed: bool = True) -> None:
         """Apply the schema (and the seed data) with ``colour``'s image."""
         cfg = self.config
-        if not cfg.migrate_command:
+        if not cfg.migrations.command:
             return
         service = cfg.migrate_service_of(colour)
         self.progress(f"migrating the database with {service}")
-        commands = [cfg.migrate_command, *([cfg.seed_command] if seed and cfg.seed_command else [])]
+        commands = [
+            cfg.migrations.command,
+            *([cfg.migrations.seed_command] if seed and cfg.migrations.seed_command else []),
+        ]
         for command in commands:
             try:
-                self.compose.run_once(service, command, timeout=cfg.command_timeout_s)
+                self.compose.run_once(service, command, timeout=cfg.engine.command_timeout_s)
             except CommandTimeout as exc:
                 raise CommandTimeout(
                     f"{exc}; its container was removed (command_timeout_s: "
-                    f"{cfg.command_timeout_s:g}s)"
+                    f"{cfg.engine.command_timeout_s:g}s)"
                 ) from None
 
     def container_ids(self, service: str, *, running_only: bool = False) -> list[str]:

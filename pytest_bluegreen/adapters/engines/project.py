@@ -158,7 +158,7 @@ class Project:
     def shared_services(self, specs: dict[str, ServiceSpec] | None = None) -> list[str]:
         """The services both colours share (database, loadbalancer): none of a profile."""
         specs = self.specs() if specs is None else specs
-        colours = {s for c in COLOURS for s in self.config.release_services_of(c)}
+        colours = {s for c in COLOURS for s in self.config.services.release_services_of(c)}
         return [name for name, spec in specs.items() if name not in colours and not spec.profiles]
 
     def prepare(self, live: Colour, running_services: Callable[[Iterable[str]], list[str]]) -> None:
@@ -169,8 +169,8 @@ class Project:
         cfg.lb_state_dir.mkdir(parents=True, exist_ok=True)
         cfg.tls_dir.mkdir(parents=True, exist_ok=True)  # mounted by the router, even empty
         if self._prepare_tls():
-            self.progress(f"wrote HAProxy's certificate {cfg.site_pem} ({cfg.tls} TLS)")
-            if running_services([cfg.loadbalancer_service]):
+            self.progress(f"wrote HAProxy's certificate {cfg.site_pem} ({cfg.router.tls} TLS)")
+            if running_services([cfg.services.loadbalancer]):
                 self.progress("warning: the running loadbalancer serves the old certificate")
         if read_map_file(cfg.map_file) is None:
             write_map_file(cfg.map_file, live)
@@ -181,13 +181,17 @@ class Project:
     def _prepare_tls(self) -> bool:
         """HAProxy's certificate as the ``tls`` setting says; True when it wrote one."""
         cfg = self.config
-        if cfg.tls == "self-signed":
-            names, addresses = certificate_hosts((cfg.public_host, cfg.preview_host, "localhost"))
+        if cfg.router.tls == "self-signed":
+            names, addresses = certificate_hosts(
+                (cfg.router.public_host, cfg.router.preview_host, "localhost")
+            )
             return ensure_certificate(cfg.site_pem, names, addresses)
-        if cfg.tls == "files":
-            cert, key = cfg.tls_cert_file, cfg.tls_key_file
+        if cfg.router.tls == "files":
+            cert, key = cfg.router.tls_cert_file, cfg.router.tls_key_file
             if cert is None or key is None:
-                raise ConfigError("bluegreen.tls = 'files' needs tls_cert_file and tls_key_file")
+                raise ConfigError(
+                    "bluegreen.router.tls = 'files' needs tls_cert_file and tls_key_file"
+                )
             return install_certificate(cfg.site_pem, cert, key)
         return False  # off: TLS ends upstream
 
@@ -200,7 +204,7 @@ class Project:
         does an image a container still uses. Returns the references removed.
         """
         protected = set(protect)
-        names = {s for c in COLOURS for s in self.config.release_services_of(c)}
+        names = {s for c in COLOURS for s in self.config.services.release_services_of(c)}
         specs = self.specs() if specs is None else specs
         repos = sorted({repository(spec.image) for n, spec in specs.items() if n in names})
         removed = []
@@ -247,11 +251,11 @@ class Project:
 
         def problems_of(path: str) -> list[str]:
             return check_colour_serves(
-                url, [path], colour, cfg.ca_file, expected_status=cfg.expected_status
+                url, [path], colour, cfg.ca_file, expected_status=cfg.gates.expected_status
             )
 
         deadline = time.monotonic() + timeout_s
-        pending: Sequence[str] = list(cfg.critical_paths)
+        pending: Sequence[str] = list(cfg.gates.critical_paths)
         if not pending:
             return
         with ThreadPoolExecutor(max_workers=min(len(pending), PREVIEW_PARALLEL)) as pool:

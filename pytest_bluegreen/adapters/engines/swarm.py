@@ -147,14 +147,14 @@ def swarm_router(config: StackConfig, tasks: SwarmTasks | None = None) -> Replic
         backend: service
         for colour in COLOURS
         for backend, service in zip(
-            config.backends_of(colour), config.services_of(colour), strict=False
+            config.router.backends_of(colour), config.services.services_of(colour), strict=False
         )
     }
     return ReplicatedRouter(
-        replicas=lambda: tasks.replicas_of(config.loadbalancer_service),
+        replicas=lambda: tasks.replicas_of(config.services.loadbalancer),
         port=config.port("ADMIN_PORT"),
         map_file=config.map_file,
-        backends_of=config.backends_of,
+        backends_of=config.router.backends_of,
         expected_servers=lambda backend: tasks.replicas(by_backend[backend]),
         map_in_container=MAP_IN_REPLICA,
     )
@@ -238,7 +238,7 @@ class SwarmStack:
             compose_command or detect_compose_command(),
         )
         self.tasks = tasks or SwarmTasks(config.project_name, self.engine.client)
-        self.cli = DockerCLI(timeout_s=config.command_timeout_s)
+        self.cli = DockerCLI(timeout_s=config.engine.command_timeout_s)
         self.router: Router = router or swarm_router(config, self.tasks)
 
     # -- the project's, shared with every engine ------------------------------------------------
@@ -314,16 +314,16 @@ class SwarmStack:
 
     def _build(self, services: Sequence[str]) -> None:
         """Build on ``build_host`` and push, so that every node can pull the images."""
-        build_host = self.config.build_host
+        build_host = self.config.engine.build_host
         compose = self.project.compose_with({"DOCKER_HOST": build_host} if build_host else {})
         try:
-            compose.build(services, timeout=self.config.build_timeout_s)
+            compose.build(services, timeout=self.config.engine.build_timeout_s)
         except CommandTimeout as exc:
             raise CommandTimeout(
-                f"{exc} (build_timeout_s: {self.config.build_timeout_s:g}s)"
+                f"{exc} (build_timeout_s: {self.config.engine.build_timeout_s:g}s)"
             ) from None
         self.progress(f"pushing {', '.join(services)} to the registry")
-        compose.run("push", *services, timeout=self.config.build_timeout_s)
+        compose.run("push", *services, timeout=self.config.engine.build_timeout_s)
 
     def build_missing_shared(self) -> list[str]:
         """Build and push the shared services' images (see build_missing)."""
@@ -357,7 +357,7 @@ class SwarmStack:
     def start(self, services: Sequence[str]) -> None:
         self.progress(f"deploying {', '.join(services)} to the swarm")
         self._deploy(services)
-        self.wait_healthy(services, self.config.healthy_timeout_s)
+        self.wait_healthy(services, self.config.engine.healthy_timeout_s)
 
     def recreate(self, services: Sequence[str]) -> None:
         """The services in fresh tasks at the release now recorded; health is the caller's.
@@ -498,11 +498,11 @@ class SwarmStack:
 
     def start_router(self, colour: Colour) -> None:
         """Create the loadbalancer with ``colour`` live on every replica, and its releases."""
-        lb = self.config.loadbalancer_service
+        lb = self.config.services.loadbalancer
         write_map_file(self.config.map_file, colour)
         self.progress(f"deploying {lb} to the swarm with {colour} live")
         self._deploy([lb], {"BLUEGREEN_START_COLOUR": colour})
-        self.wait_healthy([lb], self.config.healthy_timeout_s)
+        self.wait_healthy([lb], self.config.engine.healthy_timeout_s)
         releases = {
             c: self.release_env[f"{c.upper()}_RELEASE"]
             for c in COLOURS
@@ -512,14 +512,14 @@ class SwarmStack:
 
     def revive(self, colour: Colour) -> None:
         """Deploy a retired colour again at its recorded release; ready, UP and serving."""
-        services = list(self.config.release_services_of(colour))
+        services = list(self.config.services.release_services_of(colour))
         stopped = [s for s in services if self.tasks.replicas(s) == 0 or not self.tasks.running(s)]
         if not stopped and not self.router.not_ready(colour):
             return
         if stopped:
             self.progress(f"starting the retired {colour} colour ({', '.join(stopped)})")
             self._deploy(stopped)
-        self.wait_healthy(services, self.config.healthy_timeout_s)
+        self.wait_healthy(services, self.config.engine.healthy_timeout_s)
         self.router.wait_ready(colour, timeout_s=60)
         self.project.wait_serving(colour, REVIVE_SERVING_TIMEOUT_S)
 
@@ -529,7 +529,7 @@ class SwarmStack:
         On the stack's network (attachable), where it reaches the database by its name.
         """
         cfg = self.config
-        if not cfg.migrate_command:
+        if not cfg.migrations.command:
             return
         service = cfg.migrate_service_of(colour)
         spec = self.project.compose.services()[service]  # at the release now recorded
@@ -537,7 +537,10 @@ class SwarmStack:
         networks = (resolved["services"][service].get("networks") or {"default": None}).keys()
         network = f"{cfg.project_name}_{next(iter(networks))}"
         self.progress(f"migrating the database with {service} ({spec.image})")
-        commands = [cfg.migrate_command, *([cfg.seed_command] if seed and cfg.seed_command else [])]
+        commands = [
+            cfg.migrations.command,
+            *([cfg.migrations.seed_command] if seed and cfg.migrations.seed_command else []),
+        ]
         for command in commands:
             self._run_once(spec, network, command)
 
@@ -546,7 +549,7 @@ class SwarmStack:
         labels = {STACK_LABEL + ".oneoff": self.config.project_name}
         self.cli.run(spec, name, spec.environment, network=network, command=command, labels=labels)
         try:
-            code = _run(["docker", "wait", name], self.config.command_timeout_s, f"'{name}'")
+            code = _run(["docker", "wait", name], self.config.engine.command_timeout_s, f"'{name}'")
             output = _run(["docker", "logs", name], 60, f"the logs of {name}")
         finally:
             self.cli.remove(name)

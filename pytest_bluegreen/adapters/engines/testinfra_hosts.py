@@ -17,7 +17,7 @@ def service_name(config: StackConfig, colour: Colour | None, name: str) -> str:
 
     A role is a colour service pattern without its colour: ``backend-{colour}`` is "backend".
     """
-    for pattern in config.colour_services:
+    for pattern in config.services.colours:
         role = pattern.replace("{colour}", "").strip("-_")
         if name == role:
             if colour is None:

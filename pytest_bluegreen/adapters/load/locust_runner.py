@@ -47,9 +47,9 @@ def locust_load(config: StackConfig, max_seconds: float) -> LoadRun:
         config.public_url,
         config.state_dir / "load",
         config.ca_file,
-        users=config.load_users,
-        user_rps=config.load_user_rps,
-        paths=config.load_paths,
+        users=config.load.users,
+        user_rps=config.load.user_rps,
+        paths=config.load.paths,
         max_seconds=max_seconds,
     )
 

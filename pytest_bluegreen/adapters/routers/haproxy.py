@@ -190,7 +190,7 @@ def haproxy_router(config: StackConfig) -> HAProxyRouter:
         api=RuntimeAPI(config.admin_socket),
         map_file=config.map_file,
         map_in_container=f"{LB_STATE_IN_CONTAINER}/{config.map_file.name}",
-        backends_of=config.backends_of,
+        backends_of=config.router.backends_of,
     )
 
 

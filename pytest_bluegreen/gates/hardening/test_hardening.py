@@ -48,7 +48,7 @@ def containers(
         not_applicable("no colour under test: nothing deploys and none is recorded live")
     require_containers_here(bluegreen_config)
     bluegreen_host: Callable[[str], Any] = request.getfixturevalue("bluegreen_host")
-    services = bluegreen_config.services_of(bluegreen_colour)
+    services = bluegreen_config.services.services_of(bluegreen_colour)
     return [Container(service, service, bluegreen_host(service)) for service in services]
 
 
@@ -106,7 +106,7 @@ def test_no_secret_in_readable_files(
     secrets = {
         name: value
         for name, value in bluegreen_config.environment.items()
-        if is_secret_name(name, bluegreen_config.secret_names) and value.strip()
+        if is_secret_name(name, bluegreen_config.reporting.secret_names) and value.strip()
     }
     short = sorted(name for name, value in secrets.items() if len(value) < SEARCHABLE_SECRET)
     if short:

@@ -16,4 +16,4 @@ from pytest_bluegreen.gates._assertions import assert_paths_served
 def test_critical_paths_answer_from_the_new_release(
     bluegreen_target: Target, bluegreen_config: StackConfig
 ) -> None:
-    assert_paths_served(bluegreen_target, bluegreen_config.expected_status)
+    assert_paths_served(bluegreen_target, bluegreen_config.gates.expected_status)

@@ -61,7 +61,7 @@ def latency(
             lambda: measure(
                 targets,
                 bluegreen_target.critical_paths,
-                cfg.latency_rounds,
+                cfg.gates.latency_rounds,
                 ca_file=bluegreen_target.ca_file,
             ),
             names[0],
@@ -82,7 +82,10 @@ def test_no_errors(latency: ConfirmedRun) -> None:
 
 
 def test_new_colour_within_budget(latency: ConfirmedRun, bluegreen_config: StackConfig) -> None:
-    p50_ms, p99_ms = bluegreen_config.latency_p50_budget_ms, bluegreen_config.latency_p99_budget_ms
+    p50_ms, p99_ms = (
+        bluegreen_config.gates.latency_p50_budget_ms,
+        bluegreen_config.gates.latency_p99_budget_ms,
+    )
     problem = latency.problem(lambda new, live: budget_problems(new, p50_ms, p99_ms))
     if problem:
         new = latency.latest().targets[latency.new_name]
@@ -102,7 +105,7 @@ def test_no_regression_against_live_colour(
 ) -> None:
     if latency.live_name is None:
         not_applicable(latency.why_no_live)
-    margin_ms = bluegreen_config.latency_margin_ms
+    margin_ms = bluegreen_config.gates.latency_margin_ms
 
     def judge(new: TargetLatency, live: TargetLatency | None) -> list[str]:
         assert live is not None

@@ -37,8 +37,8 @@ TIMEOUT_S: Final = 10
 def rehearsal(bluegreen_config: StackConfig, request: pytest.FixtureRequest) -> MigrationRehearsal:
     """The deploy's rehearsal, when the settings give a database and migrations to rehearse."""
     if not bluegreen_config.has_database:
-        not_applicable("no database in the settings (bluegreen.database = 'none')")
-    if not bluegreen_config.migrate_command:
+        not_applicable("no database in the settings (bluegreen.database.kind = 'none')")
+    if not bluegreen_config.migrations.command:
         not_applicable("no migrate_command in the settings: no migrations to rehearse")
     found: MigrationRehearsal = request.getfixturevalue("bluegreen_rehearsal")
     return found
@@ -46,7 +46,7 @@ def rehearsal(bluegreen_config: StackConfig, request: pytest.FixtureRequest) -> 
 
 def test_models_match_migrations(rehearsal: MigrationRehearsal) -> None:
     """No model change without its migration, and no conflicting migrations."""
-    if not rehearsal.config.migration_check_command:
+    if not rehearsal.config.migrations.check_command:
         not_applicable("no migration_check_command in the settings")
     try:
         rehearsal.check_models()
@@ -64,7 +64,7 @@ def test_migrations_apply_to_a_copy(rehearsal: MigrationRehearsal) -> None:
     except BluegreenError as exc:
         pytest.fail(f"the release's migrations fail on a copy of the database:\n{exc}")
     print(f"migrations rehearsed on {rehearsal.scratch}: {', '.join(applied) or 'none'}")
-    if rehearsal.config.migration_pending_command:
+    if rehearsal.config.migrations.pending_command:
         plan_after = rehearsal.pending()
         assert plan_after == [], (
             f"still unapplied after migrating the copy: {', '.join(plan_after)}"
@@ -76,7 +76,7 @@ def live_on_copy(rehearsal: MigrationRehearsal) -> Iterator[LiveColourOnCopy]:
     """The live colour's image serving from the migrated copy, for this module's tests."""
     if rehearsal.live_colour is None:
         not_applicable("first deploy: no live colour reads this database yet")
-    if not rehearsal.config.rehearsal_port:
+    if not rehearsal.config.migrations.rehearsal_port:
         not_applicable("rehearsal_port is 0 in the settings: the live colour's port is unknown")
     try:
         rehearsal.migrate()
@@ -95,7 +95,7 @@ def test_live_colour_works_on_the_migrated_copy(
     with requests.Session() as session:
         session.trust_env = False
         for path in config.paths_on_copy:
-            expected = config.expected_status.get(path, 200)
+            expected = config.gates.expected_status.get(path, 200)
             response = session.get(
                 live_on_copy.url + path,
                 headers=live_on_copy.headers,

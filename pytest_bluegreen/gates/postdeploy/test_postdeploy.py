@@ -19,12 +19,14 @@ from pytest_bluegreen.gates._assertions import assert_median_within, assert_path
 def test_critical_paths_serve_the_new_release(
     bluegreen_target: Target, bluegreen_config: StackConfig
 ) -> None:
-    assert_paths_served(bluegreen_target, bluegreen_config.expected_status)
+    assert_paths_served(bluegreen_target, bluegreen_config.gates.expected_status)
 
 
 def test_critical_paths_answer_within_budget(
     bluegreen_target: Target, bluegreen_config: StackConfig
 ) -> None:
     assert_median_within(
-        bluegreen_target, bluegreen_config.latency_p99_budget_ms, bluegreen_config.expected_status
+        bluegreen_target,
+        bluegreen_config.gates.latency_p99_budget_ms,
+        bluegreen_config.gates.expected_status,
     )
