@@ -100,8 +100,9 @@ def plan(config: StackConfig, release: str) -> str:
         "loadbalancer (started when absent, never restarted), HAProxy runtime API",
         "colours": f"live {live or 'none (first deploy)'}, deploy to {to}",
         "backup": (
-            f"{DUMPS.get(config.database.kind, 'the backup command')} of {config.database.service} into "
-            f"{config.database.backup_dir}, verified by a restore, keep {config.database.keep_backups}"
+            f"{DUMPS.get(config.database.kind, 'the backup command')} of "
+            f"{config.database.service} into {config.database.backup_dir}, verified by a "
+            f"restore, keep {config.database.keep_backups}"
             if config.has_database
             else "not applicable (no database)"
         ),

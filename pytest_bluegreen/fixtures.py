@@ -130,7 +130,7 @@ def bluegreen_target(
     url = request.config.getoption("bg_target")
     if url:
         ca_file = request.config.getoption("bg_ca_file")
-        paths = _config(request).critical_paths  # the settings', or the default "/"
+        paths = _config(request).gates.critical_paths  # the settings', or the default "/"
         return Target(url.rstrip("/"), bluegreen_colour, bluegreen_release, ca_file, paths)
     cfg = _config(request)
     ca_file = cfg.ca_file if cfg.ca_file is not None and cfg.ca_file.is_file() else None

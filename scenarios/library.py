@@ -214,6 +214,6 @@ LIBRARY: tuple[Scenario, ...] = (
         "a settings file with a wrong value",
         ("usage_error",),
         message="bluegreen.load.users must be",
-        settings="load_users = -1",
+        settings="[load]\nusers = -1",
     ),
 )

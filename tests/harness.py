@@ -35,7 +35,7 @@ import tomllib
 from pytest_bluegreen.adapters.databases.postgres import DatabaseBackup
 from pytest_bluegreen.adapters.engines.compose import ComposeStack
 from pytest_bluegreen.core.colours import Colour, other_colour
-from pytest_bluegreen.core.config import StackConfig, load_config
+from pytest_bluegreen.core.config import StackConfig, as_written, load_config
 from pytest_bluegreen.core.record import DeployRecord, RecordStore
 from tests.images import ThrowawayImages
 
@@ -71,6 +71,19 @@ def reference_settings() -> dict[str, Any]:
     return table
 
 
+def merged(*tables: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings tables, each over the ones before it, key by key whichever spelling (flat or
+    sectioned) each uses; in the sectioned one."""
+    dotted: dict[str, Any] = {}
+    for table in tables:
+        dotted |= as_written(table)
+    nested: dict[str, Any] = {}
+    for key, value in dotted.items():
+        section, _, name = key.rpartition(".")
+        (nested.setdefault(section, {}) if section else nested)[name] = value
+    return nested
+
+
 def write_settings(path: Path, table: Mapping[str, Any]) -> Path:
     """``table`` as a TOML settings file at ``path``."""
     path.write_text(tomli_w.dumps(dict(table)), encoding="utf-8")
@@ -104,14 +117,13 @@ class Throwaway:
 
     def table(self) -> dict[str, Any]:
         """The reference stack's own settings, in this throwaway's project and folders."""
-        return {
-            **reference_settings(),
+        own = {
             "project_name": self.project,
             "state_dir": str(self.home / "state"),
             "env_file": str(self.home / self.env_file),
             "compose_files": [str(path) for path in (BASE_COMPOSE, *self.compose)],
-            **self.settings,
         }
+        return merged(reference_settings(), own, self.settings)
 
     def write(self) -> Path:
         """Write the settings file; its path."""
@@ -194,7 +206,7 @@ class StackUser:
 
     def settings_with(self, name: str, extra: str) -> Path:
         """These settings plus ``extra`` (TOML lines), in a file of their own."""
-        table = {**self.throwaway.table(), **tomllib.loads(extra)}
+        table = merged(self.throwaway.table(), tomllib.loads(extra))
         return write_settings(self.home / f"{name}.toml", table)
 
     def argv(

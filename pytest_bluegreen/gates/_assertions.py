@@ -124,6 +124,6 @@ def require_containers_here(settings: StackConfig) -> None:
     """
     if not runs_on_this_host(settings):
         not_applicable(
-            f"on the {settings.engine.name} engine: the containers are not on the engine the deploy "
-            "talks to"
+            f"on the {settings.engine.name} engine: the containers are not on the engine the "
+            "deploy talks to"
         )

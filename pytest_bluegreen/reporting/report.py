@@ -15,7 +15,7 @@ from html import escape
 from pathlib import Path
 from typing import Any, Final
 
-from pytest_bluegreen.core.config import StackConfig, read_env_file
+from pytest_bluegreen.core.config import SECTIONS, StackConfig, read_env_file
 from pytest_bluegreen.core.files import write_atomically
 from pytest_bluegreen.core.record import DeployRecord
 from pytest_bluegreen.reporting.chart import load_chart, stage_timeline
@@ -171,21 +171,31 @@ def logs_section(record: DeployRecord) -> str:
 
 def _shown_setting(name: str, value: Any, policy: SecretPolicy) -> Any:
     """Webhook and gateway URLs carry their tokens in the path or query: scheme and host only."""
-    if name == "webhooks":
+    if name == "reporting.webhooks":
         return tuple(policy.host_only_url(url) for url in value)
-    if name == "pushgateway_url" and value:
+    if name == "reporting.pushgateway_url" and value:
         return policy.host_only_url(value)
     return value
+
+
+def _settings_of(config: StackConfig) -> list[tuple[str, Any]]:
+    """Each setting by its dotted name; not ``env``: the whole process environment, maybe tokens."""
+    rows = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.name in SECTIONS:
+            rows += [
+                (f"{f.name}.{g.name}", getattr(value, g.name)) for g in dataclasses.fields(value)
+            ]
+        elif f.name != "env":
+            rows.append((f.name, value))
+    return rows
 
 
 def environment_section(config: StackConfig, policy: SecretPolicy | None = None) -> str:
     """The settings and the stack's env file, secret variables ``***`` (default: its policy)."""
     policy = SecretPolicy.for_config(config) if policy is None else policy
-    settings = [
-        (f.name, _shown_setting(f.name, getattr(config, f.name), policy))
-        for f in dataclasses.fields(config)
-        if f.name != "env"  # the whole process environment: PATH and friends, maybe tokens
-    ]
+    settings = [(name, _shown_setting(name, value, policy)) for name, value in _settings_of(config)]
     stack_env = policy.mask_environment(config.environment)
     env_rows = [(name, stack_env.get(name, "")) for name in sorted(read_env_file(config.env_file))]
     return (

@@ -8,8 +8,8 @@ which variables a service declares itself (Compose inlines ``env_file`` contents
 The classification rule (``bluegreen init`` prints, one line per service, which one applied):
 
 * a service only in a Compose profile is optional and left alone;
-* when the settings already name ``colour_services`` or ``workers``, those (``<service>-{colour}``)
-  are the per-colour services and every other one is shared;
+* when the settings already name ``services.colours`` or ``services.workers``, those
+  (``<service>-{colour}``) are the per-colour services and every other one is shared;
 * otherwise a service is per-colour when it has ``build:`` (the team's code) and nothing in its
   name, image or build context says database, cache or queue (:data:`INFRA_PRODUCTS` anywhere,
   :data:`INFRA_WORDS` as a whole word); every other service is shared;
@@ -313,9 +313,13 @@ def classify(
                 "it reads a one-colour Compose file (rename that service)"
             )
     forced_routed = [
-        service_of_pattern(p, names, "colour_services") for p in settings.get("colour_services", ())
+        service_of_pattern(p, names, "services.colours")
+        for p in settings.get("services.colours", ())
     ]
-    forced_workers = [service_of_pattern(p, names, "workers") for p in settings.get("workers", ())]
+    forced_workers = [
+        service_of_pattern(p, names, "services.workers")
+        for p in settings.get("services.workers", ())
+    ]
     by_settings = bool(forced_routed or forced_workers)
     plans = [
         _plan_service(name, spec, forced_routed, forced_workers, by_settings)
@@ -326,7 +330,7 @@ def classify(
             raise ScaffoldError(
                 f"{plan.name} runs on the host's network: its two colours would bind the same "
                 "ports, and HAProxy could not tell them apart; give it a Compose network (and "
-                "ports), or name it in neither colour_services nor workers"
+                "ports), or name it in neither bluegreen.services.colours nor workers"
             )
     routed = [p for p in plans if p.role == "routed"]
     if not routed:
@@ -375,14 +379,14 @@ def _plan_service(
         return ServicePlan(
             name,
             "routed",
-            f"per colour, routed: named in colour_services ({port_text})",
+            f"per colour, routed: named in services.colours ({port_text})",
             port,
             binding,
         )
     if name in forced_workers:
         return ServicePlan(name, "worker", "per colour, worker: named in workers")
     if by_settings:
-        return ServicePlan(name, "shared", "shared: not in colour_services or workers")
+        return ServicePlan(name, "shared", "shared: not in services.colours or services.workers")
     if "build" not in spec:
         return ServicePlan(name, "shared", f"shared: image only ({spec.get('image') or '?'})")
     hint = infra_hint(name, spec)
@@ -408,9 +412,9 @@ def _database(
     plans: list[ServicePlan],
     settings: Mapping[str, Any],
 ) -> tuple[str, str, list[ServicePlan]]:
-    if "database" in settings:
-        kind = str(settings["database"])
-        service = str(settings.get("db_service") or "db") if kind != "none" else ""
+    if "database.kind" in settings:
+        kind = str(settings["database.kind"])
+        service = str(settings.get("database.service") or "db") if kind != "none" else ""
         how = "bluegreen.database.kind"
     else:
         kind, service, how = "none", "", ""
@@ -440,10 +444,10 @@ def _database(
 
 
 def _routes(routed: list[str], settings: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
-    configured = dict(settings.get("routes") or {})
+    configured = dict(settings.get("router.routes") or {})
     if configured:
         routes = {
-            service_of_pattern(pattern, routed, "routes"): prefix
+            service_of_pattern(pattern, routed, "router.routes"): prefix
             for pattern, prefix in configured.items()
         }
         missing = [s for s in routed if s not in routes]
@@ -467,8 +471,8 @@ def _health_paths(
     services: Mapping[str, Mapping[str, Any]], routed: list[str], settings: Mapping[str, Any]
 ) -> tuple[dict[str, str], list[str], list[str]]:
     configured = {
-        service_of_pattern(p, routed, "health_paths"): path
-        for p, path in (settings.get("health_paths") or {}).items()
+        service_of_pattern(p, routed, "router.health_paths"): path
+        for p, path in (settings.get("router.health_paths") or {}).items()
     }
     health: dict[str, str] = {}
     inferred: list[str] = []
@@ -483,7 +487,7 @@ def _health_paths(
             health[name] = DEFAULT_HEALTH_PATH
             notes.append(
                 f"{name}: HAProxy checks GET {DEFAULT_HEALTH_PATH} (its Compose healthcheck "
-                "names no HTTP URL to read one from); set health_paths "
+                "names no HTTP URL to read one from); set bluegreen.router.health_paths "
                 f'{{ "{colour_pattern(name)}" = "/your/health" }} if it answers elsewhere'
             )
     return health, inferred, notes

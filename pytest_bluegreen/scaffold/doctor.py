@@ -6,7 +6,6 @@ newer key has not reached yet are read as written), so one run shows every probl
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,7 +24,7 @@ from pytest_bluegreen.adapters.engines.compose_cli import (
     detect_compose_command,
 )
 from pytest_bluegreen.core.colours import COLOURS
-from pytest_bluegreen.core.config import PORT_SETTINGS, StackConfig, load_config
+from pytest_bluegreen.core.config import PORT_SETTINGS, StackConfig, load_config, setting_defaults
 from pytest_bluegreen.core.errors import BluegreenError
 from pytest_bluegreen.scaffold.init import HAPROXY_DIR, stored_digest
 from pytest_bluegreen.scaffold.source import (
@@ -44,11 +43,7 @@ GENERATED: Final = (
     f"{HAPROXY_DIR}/Dockerfile",
     f"{HAPROXY_DIR}/healthcheck.sh",
 )
-_DEFAULTS: Final = {
-    f.name: f.default
-    for f in dataclasses.fields(StackConfig)
-    if f.default is not dataclasses.MISSING
-}
+_DEFAULTS: Final = setting_defaults()
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +232,7 @@ def _colours_resolve(stack: Stack) -> Check:
     if stack.specs is None:
         return Check(name, False, "not checked: Compose could not read the files (see above)")
     wrong = []
-    patterns = [*stack.patterns("colour_services"), *stack.patterns("workers")]
+    patterns = [*stack.patterns("services.colours"), *stack.patterns("services.workers")]
     for pattern in patterns:
         for colour in COLOURS:
             service = pattern.replace("{colour}", colour)
@@ -247,14 +242,14 @@ def _colours_resolve(stack: Stack) -> Check:
         return Check(
             name,
             False,
-            f"{'; '.join(wrong)}: run bluegreen init --force, or fix colour_services/workers",
+            f"{'; '.join(wrong)}: run bluegreen init --force, or fix services.colours/workers",
         )
     return Check(name, True, f"{', '.join(patterns)} in blue and green")
 
 
 def _haproxy_cfg(stack: Stack) -> Path:
     """The configuration the loadbalancer mounts, else the generated one."""
-    lb = str(stack.table.get("loadbalancer_service") or "loadbalancer")
+    lb = str(stack.table.get("services.loadbalancer") or "loadbalancer")
     specs = [((stack.resolved or {}).get("services") or {}).get(lb) or {}]
     if stack.resolved is None:  # Compose could not read them: the files as written
         for path in stack.files:
@@ -290,13 +285,13 @@ def _backends(stack: Stack) -> Check:
     backends = {w[1] for w in words if len(w) >= 2 and w[0] == "backend"}
     servers = {w[2].rsplit(":", 1)[0] for w in words if len(w) >= 3 and w[0] == "server"}
     wrong = []
-    for pattern in stack.patterns("router_backends"):
+    for pattern in stack.patterns("router.backends"):
         wrong += [
             f"no backend {b}"
             for c in COLOURS
             if (b := pattern.replace("{colour}", c)) not in backends
         ]
-    for pattern in stack.patterns("colour_services"):
+    for pattern in stack.patterns("services.colours"):
         wrong += [
             f"no server for {s}"
             for c in COLOURS

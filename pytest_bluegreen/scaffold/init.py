@@ -77,12 +77,12 @@ def generate(
     """Everything init writes, as text: pure apart from reading packaged templates."""
     table = settings.table
     project_name = project_name_of(project_dir, settings)
-    if tls and table.get("tls") and tls != table["tls"]:
+    if tls and table.get("router.tls") and tls != table["router.tls"]:
         raise ScaffoldError(
-            f"--tls {tls}, but the settings say tls = {table['tls']!r}: change it there, the "
-            "settings are what the deploy reads"
+            f"--tls {tls}, but the settings say router.tls = {table['router.tls']!r}: change it "
+            "there, the settings are what the deploy reads"
         )
-    mode = str(table.get("tls") or tls or "self-signed")
+    mode = str(table.get("router.tls") or tls or "self-signed")
     services = source.services
     plan = classify(services, table, mode)
     declared = {name: declared_environment(source.raw, name) for name in plan.per_colour}

@@ -83,70 +83,72 @@ def settings_for(
             "the team's Compose file(s), then the blue-green layer init generated (applied last)",
         ),
         Setting(
-            "colour_services",
+            "services.colours",
             [colour_pattern(s) for s in plan.routed],
             "per-colour services HAProxy routes to (built by the team, with an HTTP port)",
         ),
         Setting(
-            "workers",
+            "services.workers",
             [colour_pattern(s) for s in plan.workers],
             "per-colour services without a port, started after the switch",
         ),
         Setting(
-            "router_backends",
+            "router.backends",
             [backend_pattern(s) for s in plan.routed],
             "HAProxy's backend of each routed service, same order (bluegreen/haproxy/haproxy.cfg)",
         ),
         Setting(
-            "database",
+            "database.kind",
             database,
             "backed up before each deploy, migrations rehearsed on a copy: "
             "none|postgres|mysql|commands",
         ),
     ]
     if database != "none":
-        entries.append(Setting("db_service", plan.db_service, "the database's Compose service"))
+        entries.append(
+            Setting("database.service", plan.db_service, "the database's Compose service")
+        )
     else:
         entries.append(
             Setting(
-                "db_service",
+                "database.service",
                 "db",
-                "if a shared service holds your data, set database and its service here",
+                "if a shared service holds your data, set its kind and service here",
                 todo=True,
             )
         )
     entries += [
         Setting(
-            "critical_paths",
+            "gates.critical_paths",
             critical_paths(plan),
             "each colour must answer 200 on these, through HAProxy, before and after the switch",
         ),
-        Setting("load_paths", ["/"], "what the users of the load across the switch request"),
+        Setting("load.paths", ["/"], "what the users of the load across the switch request"),
         Setting(
-            "routes",
+            "router.routes",
             {colour_pattern(s): p for s, p in plan.routes.items()},
             "path prefix HAProxy sends to each routed service (longest first; '/' the rest)",
         ),
         Setting(
-            "health_paths",
+            "router.health_paths",
             {colour_pattern(s): plan.health_paths[s] for s in plan.routed},
             "path HAProxy checks each routed service's health on (GET, expects 200)",
         ),
         Setting(
-            "tls",
+            "router.tls",
             plan.tls,
             "self-signed (own CA in .bluegreen/tls) | files (tls_cert_file, tls_key_file) | off",
         ),
     ]
     if plan.tls == "files":
         entries += [
-            Setting("tls_cert_file", "certs/site.crt", "the certificate (PEM)", todo=True),
-            Setting("tls_key_file", "certs/site.key", "its private key (PEM)", todo=True),
+            Setting("router.tls_cert_file", "certs/site.crt", "the certificate (PEM)", todo=True),
+            Setting("router.tls_key_file", "certs/site.key", "its private key (PEM)", todo=True),
         ]
     if database != "none":  # migrations need a database to run on
         entries.append(
             Setting(
-                "migrate_command",
+                "migrations.command",
                 ["./manage.py", "migrate"],
                 "migrations: run in a one-off container of the new release",
                 todo=True,
@@ -156,22 +158,32 @@ def settings_for(
 
 
 def render_settings(entries: Sequence[Setting], project_name: str, sources: Sequence[str]) -> str:
-    """``bluegreen.toml``: a header, then each key under its comment."""
+    """``bluegreen.toml``: a header, the stack's keys, then one table per section.
+
+    Each key under its comment; an entry's ``key`` is dotted (``section.name``).
+    """
     lines = [
         f"# pytest-bluegreen settings of {project_name}, written by `bluegreen init` from "
         f"{', '.join(sources)}.",
         "# Every key and its default: pytest_bluegreen/core/config.py. `bluegreen doctor` checks",
-        "# them; after changing routes, health_paths, tls or the services, run",
+        "# them; after changing the router's routes, health_paths or tls, or the services, run",
         "# `bluegreen init --force` to regenerate bluegreen/ (this file is kept as it is).",
         "",
     ]
-    for entry in entries:
-        if entry.todo:
-            lines.append(f"# TODO: {entry.comment}")
-            lines.append(f"# {entry.key} = {toml_value(entry.value)}")
-        else:
-            lines.append(f"# {entry.comment}")
-            lines.append(f"{entry.key} = {toml_value(entry.value)}")
+    sections: dict[str, list[Setting]] = {}
+    for entry in entries:  # the stack's own keys ("") first: TOML puts them before any table
+        sections.setdefault(entry.key.rpartition(".")[0], []).append(entry)
+    for section, members in sorted(sections.items(), key=lambda item: item[0] != ""):
+        if section:
+            lines += ["", f"[{section}]"]
+        for entry in members:
+            name = entry.key.rpartition(".")[2]
+            if entry.todo:
+                lines.append(f"# TODO: {entry.comment}")
+                lines.append(f"# {name} = {toml_value(entry.value)}")
+            else:
+                lines.append(f"# {entry.comment}")
+                lines.append(f"{name} = {toml_value(entry.value)}")
     return "\n".join(lines) + "\n"
 
 
@@ -186,7 +198,7 @@ def differences(existing: Mapping[str, Any], entries: Sequence[Setting]) -> list
     """
     lines = []
     for entry in entries:
-        if entry.todo or entry.key in ("critical_paths", "load_paths"):
+        if entry.todo or entry.key in ("gates.critical_paths", "load.paths"):
             continue
         if entry.key not in existing:
             lines.append(f"{entry.key} not set (init infers {toml_value(entry.value)})")

@@ -23,6 +23,7 @@ import tomllib
 import yaml
 
 from pytest_bluegreen.adapters.engines.compose_cli import Compose, Runner, detect_compose_command
+from pytest_bluegreen.core.config import as_written
 from pytest_bluegreen.core.errors import ComposeError
 from pytest_bluegreen.scaffold.compose_model import ScaffoldError
 from pytest_bluegreen.scaffold.override import relativise, source_digest
@@ -43,7 +44,7 @@ V1_REFUSES_VARIABLE: Final = re.compile(
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """The team's settings as written (a raw table), and where; empty when there are none."""
+    """The team's settings as written, by dotted name (either spelling), and where, if any."""
 
     table: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
@@ -107,7 +108,7 @@ def read_settings(project_dir: Path) -> Settings:
         if name == SETTINGS_FILE and table is None:
             table = data
         if isinstance(table, dict):
-            return Settings(table, path)
+            return Settings(as_written(table), path)
     return Settings()
 
 

@@ -34,6 +34,7 @@ import tomli_w
 import tomllib
 
 from pytest_bluegreen.adapters.routers.tls import ensure_certificate
+from tests.harness import merged
 
 pytestmark = pytest.mark.integration
 
@@ -281,11 +282,12 @@ def init_and_configure(adopted: Adopted) -> None:
     result = adopted.run(bluegreen, "init", "--tls", adopted.example.tls, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert (adopted.home / "bluegreen.toml").is_file()
-    settings = tomllib.loads((adopted.home / "bluegreen.toml").read_text())
-    assert settings["tls"] == adopted.example.tls
-    settings.update(project_name=adopted.example.project, **adopted.example.settings)
+    written = tomllib.loads((adopted.home / "bluegreen.toml").read_text())
+    assert written["router"]["tls"] == adopted.example.tls
+    edits: dict[str, Any] = {"project_name": adopted.example.project, **adopted.example.settings}
     if adopted.example.tls == "files":
-        settings.update(team_certificate(adopted.home))
+        edits.update(team_certificate(adopted.home))
+    settings = merged(written, edits)  # in init's sectioned spelling, whatever the edits use
     (adopted.home / "bluegreen.toml").write_text(tomli_w.dumps(settings))
     again = adopted.run(bluegreen, "init", timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr  # safe to run again
@@ -351,8 +353,8 @@ def test_a_node_stack_with_a_shared_cache_and_no_database(installed: Path) -> No
     with adopt(NODE, installed) as adopted:
         init_and_configure(adopted)
         settings = tomllib.loads((adopted.home / "bluegreen.toml").read_text())
-        assert settings["database"] == "none"
-        assert settings["colour_services"] == ["web-{colour}"]
+        assert settings["database"]["kind"] == "none"
+        assert settings["services"]["colours"] == ["web-{colour}"]
         caches: list[str] = []
 
         def cache_container() -> None:
@@ -372,8 +374,8 @@ def test_a_mariadb_stack_with_a_worker_and_its_own_migration_tool(installed: Pat
     with adopt(SHOP, installed) as adopted:
         init_and_configure(adopted)
         settings = tomllib.loads((adopted.home / "bluegreen.toml").read_text())
-        assert (settings["database"], settings["db_service"]) == ("mysql", "db")
-        assert settings["workers"] == ["worker-{colour}"]
+        assert settings["database"] == {"kind": "mysql", "service": "db"}
+        assert settings["services"]["workers"] == ["worker-{colour}"]
         record = deploy_two_releases_a_broken_one_and_roll_back(adopted)
         assert record["backup"]["row_counts"], record["backup"]  # verified by a restore
         assert record["migration"]["applied"] == ["0003_order_notes"]

@@ -27,7 +27,7 @@ import tomli_w
 from pytest_bluegreen.adapters.engines.compose import ComposeStack
 from pytest_bluegreen.core.config import load_config
 from pytest_bluegreen.core.record import RecordStore
-from tests.harness import reference_settings
+from tests.harness import merged, reference_settings
 from tests.images import ThrowawayImages
 from tests.integration.conftest import REPO, progress
 
@@ -40,13 +40,16 @@ PORTS = {
     "PREVIEW_GREEN_PORT": "38442",
     "STATS_PORT": "38404",
 }
-SETTINGS = {
-    **reference_settings(),  # the reference stack's own: Django, PostgreSQL, the aptos suites
-    "project_name": PROJECT,
-    "compose_files": ["docker-compose.blue-green.yml"],
-    # 2 shared cores: p99 of a one-second window is noise (bench/ measures it); 0 failures holds.
-    "load_p99_budget_ms": 2000,
-}
+SETTINGS = merged(
+    reference_settings(),  # the reference stack's own: Django, PostgreSQL, the aptos suites
+    {
+        "project_name": PROJECT,
+        "compose_files": ["docker-compose.blue-green.yml"],
+        # 2 shared cores: p99 of a one-second window is noise (bench/ measures it); 0 failures
+        # holds.
+        "load": {"p99_budget_ms": 2000},
+    },
+)
 SHARED_IMAGES = (f"{PROJECT}-db:15", f"{PROJECT}-loadbalancer:2.6")
 
 

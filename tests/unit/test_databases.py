@@ -12,30 +12,30 @@ from pytest_bluegreen.adapters.databases.mysql import MySQLBackup
 from pytest_bluegreen.adapters.databases.postgres import DatabaseBackup
 from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.errors import ConfigError
+from tests.unit.reference import stack_config
 
 ENV = {"POSTGRES_DB": "shop", "POSTGRES_USER": "app", "POSTGRES_PASSWORD": "pw"}
 
 
-def config(**settings: object) -> StackConfig:
-    settings.setdefault("env", ENV)
-    return StackConfig(
-        project_dir=Path("/p"),
+def config(env: dict[str, str] = ENV, **database: object) -> StackConfig:
+    return stack_config(
+        Path("/p"),
+        base={},
+        env=env,
         env_file=Path("/nonexistent/.env"),
-        backup_dir=Path("/b"),
-        keep_backups=4,
-        **settings,  # type: ignore[arg-type]
+        database={"backup_dir": Path("/b"), "keep_backups": 4, **database},
     )
 
 
 def test_postgres_takes_its_name_and_user_from_the_stacks_environment() -> None:
-    database = open_database(config(database="postgres"), "c0ffee")
+    database = open_database(config(kind="postgres"), "c0ffee")
     assert isinstance(database, DatabaseBackup)
     assert (database.container_id, database.database, database.user) == ("c0ffee", "shop", "app")
     assert (database.backup_dir, database.keep) == (Path("/b"), 4)
 
 
 def test_the_settings_name_and_user_win_and_the_callers_folder_and_bound_too() -> None:
-    settings = config(database="postgres", database_name="${POSTGRES_DB}_eu", database_user="ops")
+    settings = config(kind="postgres", name="${POSTGRES_DB}_eu", user="ops")
     database = open_database(settings, "c0ffee", backup_dir=Path("/x"), keep=1, timeout_s=5)
     assert isinstance(database, DatabaseBackup)
     assert (database.database, database.user, database.backup_dir, database.keep) == (
@@ -48,7 +48,7 @@ def test_the_settings_name_and_user_win_and_the_callers_folder_and_bound_too() -
 
 
 def test_mysql_reads_mariadbs_variables_and_works_as_root() -> None:
-    settings = config(database="mysql", env={"MARIADB_DATABASE": "shop", "MYSQL_DATABASE": "x"})
+    settings = config(kind="mysql", env={"MARIADB_DATABASE": "shop", "MYSQL_DATABASE": "x"})
     database = open_database(settings, "c0ffee")
     assert isinstance(database, MySQLBackup)
     assert (database.container_id, database.database, database.user) == ("c0ffee", "shop", "root")
@@ -56,8 +56,8 @@ def test_mysql_reads_mariadbs_variables_and_works_as_root() -> None:
 
 def test_commands_get_the_teams_two_commands() -> None:
     settings = config(
-        database="commands",
-        database_name="shop",
+        kind="commands",
+        name="shop",
         backup_command=("dump", "--all"),
         restore_command=("load", "{database}"),
     )
@@ -76,8 +76,12 @@ def test_no_database_has_no_adapter() -> None:
 
 
 def test_a_missing_name_is_one_clear_error() -> None:
-    settings = StackConfig(
-        project_dir=Path("/p"), env={}, env_file=Path("/nonexistent/.env"), database="postgres"
+    settings = stack_config(
+        Path("/p"),
+        base={},
+        env={},
+        env_file=Path("/nonexistent/.env"),
+        database={"kind": "postgres"},
     )
     with pytest.raises(ConfigError, match="no database name for the postgres database"):
         open_database(settings, "c0ffee")

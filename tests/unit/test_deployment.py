@@ -34,7 +34,7 @@ from pytest_bluegreen.core.ports import (
 )
 from pytest_bluegreen.core.record import DeployRecord, Mask, RecordStore, StageRecord
 from pytest_bluegreen.core.state import ColourState, load_state, save_state
-from tests.unit.reference import REFERENCE
+from tests.unit.reference import stack_config
 
 SECRET = "s3cret-value-of-the-stack"
 
@@ -338,10 +338,8 @@ def _release_locks() -> Iterator[None]:
 
 
 def make_world(tmp_path: Path, live: Colour | None = "blue", **settings: Any) -> World:
-    settings = {"load_users": 0, "bake_s": 0.0, **settings}
-    config = StackConfig(
-        project_dir=tmp_path, state_dir=tmp_path / "state", **{**REFERENCE, **settings}
-    )
+    settings = {"load": {"users": 0}, "gates": {"bake_s": 0.0}, **settings}
+    config = stack_config(tmp_path, state_dir=tmp_path / "state", **settings)
     if live is not None:
         save_state(config.state_file, ColourState(live=live, releases={live: "r1"}))
     adapters, outputs, observer = FakeAdapters(tmp_path, live), FakeOutputs(), Observer()
@@ -389,7 +387,7 @@ def test_a_shared_service_that_is_not_running_is_started_and_a_running_one_left_
 
 
 def test_old_release_images_are_pruned_keeping_the_live_and_previous_ones(tmp_path: Path) -> None:
-    world = make_world(tmp_path, keep_releases=2)
+    world = make_world(tmp_path, engine={"keep_releases": 2})
     world.run(*BEFORE_SWITCH, "switch", "bake", "retire")
     world.deployment.conclude(None, None, None)
     assert world.stack.pruned_keeping == (2, ["r1", "r2"])
@@ -509,7 +507,7 @@ def test_a_first_deploy_starts_the_router_on_its_colour_without_a_switch(tmp_pat
 
 
 def test_failed_requests_after_the_switch_fail_the_switch_stage(tmp_path: Path) -> None:
-    world = make_world(tmp_path, load_window_s=0.0, load_users=1)
+    world = make_world(tmp_path, load={"window_s": 0.0, "users": 1})
     world.adapters.load_run = FakeLoad(world.router, fail_after_switch=3)
     world.run(*BEFORE_SWITCH)
     with pytest.raises(DeployError, match=r"under load: 3 requests failed \(budget 0\)"):
@@ -521,7 +519,7 @@ def test_failed_requests_after_the_switch_fail_the_switch_stage(tmp_path: Path) 
 
 
 def test_a_switch_under_load_records_what_users_saw_until_the_end(tmp_path: Path) -> None:
-    world = make_world(tmp_path, load_window_s=0.0, load_users=1)
+    world = make_world(tmp_path, load={"window_s": 0.0, "users": 1})
     world.adapters.load_run = FakeLoad(world.router)
     world.run(*BEFORE_SWITCH, "switch", "bake", "retire")
     world.deployment.conclude(None, None, None)
@@ -538,7 +536,7 @@ def test_a_switch_under_load_records_what_users_saw_until_the_end(tmp_path: Path
 def test_the_load_is_launched_by_bring_up_and_released_only_by_the_switch(
     tmp_path: Path,
 ) -> None:
-    world = make_world(tmp_path, load_window_s=0.0, load_users=1)
+    world = make_world(tmp_path, load={"window_s": 0.0, "users": 1})
     load = world.adapters.load_run = FakeLoad(world.router)
     world.run(*BEFORE_SWITCH)
     assert load.launched  # its start-up overlaps the gates
@@ -550,7 +548,7 @@ def test_the_load_is_launched_by_bring_up_and_released_only_by_the_switch(
 def test_a_load_launched_for_a_deploy_that_fails_at_the_gates_is_stopped_unused(
     tmp_path: Path,
 ) -> None:
-    world = make_world(tmp_path, load_users=1)
+    world = make_world(tmp_path, load={"users": 1})
     load = world.adapters.load_run = FakeLoad(world.router)
     world.run(*BEFORE_SWITCH)
     world.deployment.conclude("gates", "stage gates failed: /api: HTTP 500", 1.0)
@@ -561,7 +559,7 @@ def test_a_load_launched_for_a_deploy_that_fails_at_the_gates_is_stopped_unused(
 
 
 def test_a_first_deploy_launches_no_load(tmp_path: Path) -> None:
-    world = make_world(tmp_path, live=None, load_users=1)  # no FakeLoad: launching one fails
+    world = make_world(tmp_path, live=None, load={"users": 1})  # no FakeLoad: launching one fails
     world.run(*BEFORE_SWITCH, "switch")
     world.deployment.conclude(None, None, None)
     assert world.deployment.record.result == "deployed"
@@ -643,7 +641,7 @@ def test_a_stage_is_saved_when_its_outcome_changes_and_its_passing_counts_once_a
 
 
 def test_bake_rolls_back_on_a_restarted_container(tmp_path: Path) -> None:
-    world = make_world(tmp_path, bake_s=5.0)
+    world = make_world(tmp_path, gates={"bake_s": 5.0})
     world.run(*BEFORE_SWITCH, "switch")
     world.stack.crashing = "backend-green"
     with pytest.raises(DeployError, match="green failed while baking: backend-green restarted"):
@@ -651,7 +649,7 @@ def test_bake_rolls_back_on_a_restarted_container(tmp_path: Path) -> None:
 
 
 def test_bake_rolls_back_on_a_server_the_router_no_longer_sees_up(tmp_path: Path) -> None:
-    world = make_world(tmp_path, bake_s=5.0)
+    world = make_world(tmp_path, gates={"bake_s": 5.0})
     world.run(*BEFORE_SWITCH, "switch")
     world.router.down.add("green")
     with pytest.raises(DeployError, match="api_green/backend-green is DOWN"):
@@ -661,7 +659,7 @@ def test_bake_rolls_back_on_a_server_the_router_no_longer_sees_up(tmp_path: Path
 def test_long_lived_sessions_at_the_drain_deadline_are_closed_and_the_deploy_stands(
     tmp_path: Path,
 ) -> None:
-    world = make_world(tmp_path, drain_timeout_s=2.0)
+    world = make_world(tmp_path, retire={"drain_timeout_s": 2.0})
     world.router.open_at_deadline = 3
     world.run(*BEFORE_SWITCH, "switch", "bake", "retire")
     world.deployment.conclude(None, None, None)
@@ -676,7 +674,7 @@ def test_long_lived_sessions_at_the_drain_deadline_are_closed_and_the_deploy_sta
 def test_retire_with_a_delay_leaves_the_old_colour_running_for_a_detached_stop(
     tmp_path: Path,
 ) -> None:
-    world = make_world(tmp_path, retire_delay_s=30.0)
+    world = make_world(tmp_path, retire={"delay_s": 30.0})
     world.run(*BEFORE_SWITCH, "switch", "bake", "retire")
     assert world.router.drained == ["blue"]
     assert world.stack.stopped == []
@@ -736,7 +734,7 @@ def test_the_record_as_saved_masks_the_stacks_secrets(tmp_path: Path) -> None:
 def test_a_stack_without_a_database_or_migrations_deploys_without_touching_one(
     tmp_path: Path,
 ) -> None:
-    world = make_world(tmp_path, database="none", migrate_command=())
+    world = make_world(tmp_path, database={"kind": "none"}, migrations={"command": ()})
     world.run("prerequisites", "colours", "build", "bring_up", "switch", "bake", "retire")
     world.deployment.conclude(None, None, None)
     assert world.deployment.record.result == "deployed"
@@ -746,7 +744,7 @@ def test_a_stack_without_a_database_or_migrations_deploys_without_touching_one(
 
 
 def test_workers_start_after_the_switch_and_stop_with_their_colour(tmp_path: Path) -> None:
-    world = make_world(tmp_path, workers=("worker-{colour}",))
+    world = make_world(tmp_path, services={"workers": ("worker-{colour}",)})
     world.stack.running.add("worker-blue")
     world.run(*BEFORE_SWITCH)
     assert world.stack.built == ["backend-green", "frontend-green", "worker-green"]
@@ -760,7 +758,9 @@ def test_workers_start_after_the_switch_and_stop_with_their_colour(tmp_path: Pat
 
 
 def test_workers_may_start_with_their_colour_and_an_abort_stops_them(tmp_path: Path) -> None:
-    world = make_world(tmp_path, workers=("worker-{colour}",), workers_start="with_colour")
+    world = make_world(
+        tmp_path, services={"workers": ("worker-{colour}",), "workers_start": "with_colour"}
+    )
     world.run(*BEFORE_SWITCH)
     assert "worker-green" in world.stack.recreated
     world.deployment.conclude("gates", "stage gates failed: smoke", 1.0)
@@ -769,7 +769,7 @@ def test_workers_may_start_with_their_colour_and_an_abort_stops_them(tmp_path: P
 
 
 def test_a_rollback_stops_the_failed_colours_workers(tmp_path: Path) -> None:
-    world = make_world(tmp_path, workers=("worker-{colour}",))
+    world = make_world(tmp_path, services={"workers": ("worker-{colour}",)})
     world.run(*BEFORE_SWITCH, "switch")
     world.deployment.conclude("verify", "stage verify failed: 500", 1.0)
     assert world.deployment.record.result == "rolled_back"

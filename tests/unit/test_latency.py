@@ -249,7 +249,7 @@ def test_pooled_runs_judge_more_requests(stubs: dict[str, Stub]) -> None:
 
 CONFTEST = """
 import pytest
-from pytest_bluegreen.core.config import StackConfig
+from pytest_bluegreen.core.config import GateSettings, StackConfig
 from pytest_bluegreen.checks.probe import Target
 
 URLS = {urls!r}
@@ -265,8 +265,7 @@ class StubConfig(StackConfig):
 def bluegreen_config(tmp_path_factory):
     return StubConfig(
         project_dir=tmp_path_factory.mktemp("p"),
-        latency_rounds={rounds},
-        latency_margin_ms={margin},
+        gates=GateSettings(latency_rounds={rounds}, latency_margin_ms={margin}),
     )
 
 

@@ -17,14 +17,14 @@ from pytest_bluegreen.core.lock import DeployLock
 from pytest_bluegreen.core.record import RecordStore
 from pytest_bluegreen.core.state import ColourState, load_state, save_state
 from tests.unit.fake_haproxy import FakeRuntimeAPI
-from tests.unit.reference import REFERENCE
+from tests.unit.reference import stack_config
 
 
 @pytest.fixture
 def config() -> Iterator[StackConfig]:
     # Unix socket paths are limited to about 100 bytes; tmp_path can be longer.
     with tempfile.TemporaryDirectory(prefix="bg") as name:
-        config = StackConfig(project_dir=Path(name), state_dir=Path(name) / "state", **REFERENCE)
+        config = stack_config(Path(name), state_dir=Path(name) / "state")
         config.lb_state_dir.mkdir(parents=True)
         write_map_file(config.map_file, "blue")
         save_state(config.state_file, ColourState(live="blue", releases={"blue": "r1"}))

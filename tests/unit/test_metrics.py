@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pytest_bluegreen.core.config import StackConfig
+from pytest_bluegreen.core.config import ReportingSettings, StackConfig
 from pytest_bluegreen.core.record import DeployRecord, Result
 from pytest_bluegreen.reporting.metrics import publish, push, render, write_textfile
 from pytest_bluegreen.reporting.secrets import SecretPolicy
@@ -155,7 +155,9 @@ def test_publish_masks_the_pushed_text_and_its_problems(tmp_path: Path, gateway:
     Gateway.status = 400
     with_login = gateway.replace("http://", "http://bot:gw-pass-1234@")
     config = StackConfig(
-        project_dir=tmp_path, state_dir=tmp_path / "state", pushgateway_url=with_login
+        project_dir=tmp_path,
+        state_dir=tmp_path / "state",
+        reporting=ReportingSettings(pushgateway_url=with_login),
     )
     rec = record()
     rec.release = "r42-rel-s3cret"

@@ -25,11 +25,11 @@ from pytest_bluegreen.adapters.routers.haproxy_replicas import ReplicatedRouter
 from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.errors import ConfigError
 from pytest_bluegreen.core.ports import Router
-from tests.unit.reference import REFERENCE
+from tests.unit.reference import stack_config
 
 
 def config_of(tmp_path: Path, engine: str) -> StackConfig:
-    return StackConfig(project_dir=tmp_path, engine=engine, **REFERENCE)
+    return stack_config(tmp_path, engine={"name": engine})
 
 
 def test_each_engine_name_gives_its_class() -> None:

@@ -22,7 +22,7 @@ from pytest_bluegreen.adapters.engines.testinfra_hosts import service_name
 from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.errors import BackupError, DeployError, StackError
 from pytest_bluegreen.core.ports import BackupResult, ContainerState
-from tests.unit.reference import REFERENCE
+from tests.unit.reference import stack_config
 
 PLAN = """\
 [X]  contenttypes.0001_initial
@@ -40,7 +40,7 @@ def test_pending_lines_are_the_non_empty_lines_in_order() -> None:
 def test_the_reference_stacks_pending_command_keeps_the_unticked_migrations() -> None:
     """Its shell pipeline, run on Django's plan, prints the pending ones in plan order."""
     settings = tomllib.loads(Path("pyproject.toml").read_text())["tool"]["bluegreen"]
-    shell, flag, pipeline = settings["migration_pending_command"]
+    shell, flag, pipeline = settings["migrations"]["pending_command"]
     sed = pipeline.split("| ", 1)[1]  # the part that reads `showmigrations --plan`
     out = subprocess.run(
         [shell, flag, sed], input=PLAN, capture_output=True, text=True, check=True
@@ -74,7 +74,7 @@ def test_error_lines_come_out_of_json_tracebacks_once_each() -> None:
 
 
 def test_a_role_names_the_service_of_the_colour_under_test() -> None:
-    config = StackConfig(project_dir=Path("/p"), **REFERENCE)
+    config = stack_config(Path("/p"))
     assert service_name(config, "green", "backend") == "backend-green"
     assert service_name(config, "blue", "frontend") == "frontend-blue"
     assert service_name(config, "blue", "db") == "db"  # any other name is a service as it is
@@ -208,17 +208,17 @@ SPECS = {
 
 
 def rehearsal(
-    cli: FakeCLI, database: FakeDatabase, **settings: Any
+    cli: FakeCLI, database: FakeDatabase, **migrations: Any
 ) -> tuple[MigrationRehearsal, FakeStack]:
-    config = StackConfig(
-        project_dir=Path("/p"),
+    config = stack_config(
+        Path("/p"),
+        base={},
         project_name="shop",
-        colour_services=("backend-{colour}",),
-        database="postgres",
-        migrate_command=("./manage.py", "migrate"),
+        services={"colours": ("backend-{colour}",)},
+        database={"kind": "postgres"},
         env=SECRET_ENV,
         env_file=Path("/nonexistent/.env"),
-        **settings,
+        migrations={"command": ("./manage.py", "migrate"), **migrations},
     )
     stack = FakeStack(config, SPECS)
     made = MigrationRehearsal(
@@ -260,7 +260,7 @@ def test_the_tools_container_is_the_new_release_on_the_private_network_only() ->
         cli,
         FakeDatabase(),
         rehearsal_env={"DATABASE_URL": "postgres://{user}@{host}/{database}"},
-        migration_pending_command=("./manage.py", "pending"),
+        pending_command=("./manage.py", "pending"),
     )
     made.prepare()
     assert made.migrate() == ["shop.0002_add_notes"]

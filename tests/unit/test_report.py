@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen.core.config import StackConfig, load_config
+from pytest_bluegreen.core.config import ReportingSettings, StackConfig, load_config
 from pytest_bluegreen.core.record import DeployRecord
 from pytest_bluegreen.reporting import report
 from pytest_bluegreen.reporting.chart import load_chart, stage_timeline
@@ -149,7 +149,7 @@ def test_no_secret_survives_in_the_sections(stack: StackConfig) -> None:
     parsed = ReportReader(html)
     assert parsed.fields["POSTGRES_PASSWORD"] == "***"
     assert parsed.fields["POSTGRES_USER"] == "aptos_user"
-    assert parsed.fields["webhooks"] == "('https://hooks.example/***',)"
+    assert parsed.fields["reporting.webhooks"] == "('https://hooks.example/***',)"
 
 
 def test_a_deploy_without_load_says_so(stack: StackConfig) -> None:
@@ -175,8 +175,8 @@ def test_a_webhook_with_a_bad_port_does_not_break_the_report(tmp_path: Path) -> 
     config = StackConfig(
         project_dir=tmp_path,
         env_file=tmp_path / ".env",
-        webhooks=("https://hooks.example:99999/T0/tok3n-in-path",),
+        reporting=ReportingSettings(webhooks=("https://hooks.example:99999/T0/tok3n-in-path",)),
     )
     html = report.environment_section(config)
     assert "tok3n-in-path" not in html
-    assert ReportReader(html).fields["webhooks"] == "('<invalid URL>',)"
+    assert ReportReader(html).fields["reporting.webhooks"] == "('<invalid URL>',)"

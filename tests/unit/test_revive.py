@@ -21,7 +21,6 @@ from pytest_bluegreen.adapters.engines.compose import ComposeStack
 from pytest_bluegreen.adapters.engines.compose_cli import Compose
 from pytest_bluegreen.adapters.engines.docker_api import DockerEngine
 from pytest_bluegreen.core.colours import Colour
-from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.errors import StackError
 from pytest_bluegreen.core.ports import (
     ContainerState,
@@ -30,7 +29,7 @@ from pytest_bluegreen.core.ports import (
     ServerState,
     SwitchResult,
 )
-from tests.unit.reference import REFERENCE
+from tests.unit.reference import stack_config
 
 
 class StandInEngine:
@@ -145,12 +144,11 @@ BLUE = ["backend-blue", "frontend-blue"]
 def world(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[ComposeStack, StandInEngine, StandInRouter, StandInPreview]:
-    config = StackConfig(
-        project_dir=tmp_path,
+    config = stack_config(
+        tmp_path,
         env_file=tmp_path / ".env",
         env={},
-        critical_paths=("/", "/api/v1/health", "/health"),
-        **REFERENCE,
+        gates={"critical_paths": ("/", "/api/v1/health", "/health")},
     )
     engine = StandInEngine([*BLUE, "backend-green", "frontend-green"])
     router = StandInRouter(down_polls=3)
@@ -227,7 +225,9 @@ def test_servers_never_up_fail_at_the_bound(
 ) -> None:
     stack, _, router, _ = world
     router.down_polls = 10**9
-    stack.project.config = dataclasses.replace(stack.config, healthy_timeout_s=0.05)
+    stack.project.config = dataclasses.replace(
+        stack.config, engine=dataclasses.replace(stack.config.engine, healthy_timeout_s=0.05)
+    )
     with pytest.raises(StackError, match="not UP in HAProxy after 0s: api_blue/backend-blue DOWN"):
         stack.revive("blue")
 
@@ -248,7 +248,10 @@ def test_workers_have_no_server_and_are_awaited_healthy_in_dockers_eyes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     stack, engine, _, _ = world
-    stack.project.config = dataclasses.replace(stack.config, workers=("worker-{colour}",))
+    stack.project.config = dataclasses.replace(
+        stack.config,
+        services=dataclasses.replace(stack.config.services, workers=("worker-{colour}",)),
+    )
     engine.ids["worker-blue"] = ["worker-blue-1"]
     engine.health["worker-blue-1"] = "healthy"
     stack.revive("blue")

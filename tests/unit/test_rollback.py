@@ -157,7 +157,7 @@ class Manual:
 
 @pytest.fixture
 def manual(tmp_path: Path) -> Iterator[Manual]:
-    world = make_world(tmp_path, live="green", workers=("worker-{colour}",))
+    world = make_world(tmp_path, live="green", services={"workers": ("worker-{colour}",)})
     world.router.live = "green"
     world.stack.running = {"db", "loadbalancer", "backend-blue", "frontend-blue", "worker-green"}
     save_state(
@@ -174,7 +174,7 @@ def manual(tmp_path: Path) -> Iterator[Manual]:
 
 def deploy_rolled_back(tmp_path: Path, *, verified: bool) -> World:
     """A deploy of r2 from blue to green whose verify stage failed after the switch."""
-    world = make_world(tmp_path, workers=("worker-{colour}",))
+    world = make_world(tmp_path, services={"workers": ("worker-{colour}",)})
     world.run(*BEFORE_SWITCH, "switch")
     if not verified:
         world.adapters.not_serving["blue"] = ["/: HTTP 502"]

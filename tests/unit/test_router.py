@@ -15,10 +15,9 @@ from pytest_bluegreen.adapters.routers.haproxy import (
     read_map_file,
     write_map_file,
 )
-from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.errors import LiveColourChanged, NotReadyError, RouterError
 from tests.unit.fake_haproxy import STAT_HEADER, FakeRuntimeAPI
-from tests.unit.reference import REFERENCE
+from tests.unit.reference import stack_config
 
 MAP = "/var/lib/bluegreen/active.map"
 
@@ -40,7 +39,7 @@ def fake(short_dir: Path) -> Iterator[FakeRuntimeAPI]:
 @pytest.fixture
 def router(fake: FakeRuntimeAPI, short_dir: Path) -> HAProxyRouter:
     write_map_file(short_dir / "active.map", "blue")
-    config = StackConfig(project_dir=short_dir, **REFERENCE)
+    config = stack_config(short_dir)
     return HAProxyRouter(
         RuntimeAPI(fake.path), short_dir / "active.map", MAP, config.router.backends_of
     )

@@ -22,7 +22,7 @@ import tomllib
 import yaml
 
 from pytest_bluegreen.cli import main
-from pytest_bluegreen.core.config import load_config
+from pytest_bluegreen.core.config import as_written, load_config
 from pytest_bluegreen.core.errors import DockerUnavailable
 from pytest_bluegreen.scaffold import doctor, source
 from pytest_bluegreen.scaffold.compose_model import (
@@ -274,11 +274,11 @@ def test_settings_override_the_guess() -> None:
     plan = classify(
         services,
         {
-            "colour_services": ["feedback-{colour}"],
-            "workers": ["db-{colour}"],  # odd, but the team's word wins
-            "routes": {"feedback-{colour}": "/"},
-            "health_paths": {"feedback-{colour}": "/ping"},
-            "database": "none",
+            "services.colours": ["feedback-{colour}"],
+            "services.workers": ["db-{colour}"],  # odd, but the team's word wins
+            "router.routes": {"feedback-{colour}": "/"},
+            "router.health_paths": {"feedback-{colour}": "/ping"},
+            "database.kind": "none",
         },
     )
     assert roles(plan)["db"] == "worker"
@@ -289,9 +289,9 @@ def test_settings_override_the_guess() -> None:
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"colour_services": ["nope-{colour}"]}, "names 'nope', which is not one of"),
-        ({"colour_services": ["{colour}-web"]}, "must be 'S-{colour}'"),
-        ({"colour_services": ["redis-{colour}"]}, "'redis', which has no port"),
+        ({"services.colours": ["nope-{colour}"]}, "names 'nope', which is not one of"),
+        ({"services.colours": ["{colour}-web"]}, "must be 'S-{colour}'"),
+        ({"services.colours": ["redis-{colour}"]}, "'redis', which has no port"),
     ],
 )
 def test_settings_that_name_no_usable_service_are_refused(
@@ -434,7 +434,7 @@ def test_layout_is_relative_to_the_first_compose_file() -> None:
 def two_routes(tls: str) -> StackPlan:
     return classify(
         parsed(TWO_ROUTED),
-        {"routes": {"frontend-{colour}": "/", "api-{colour}": "/api/"}},
+        {"router.routes": {"frontend-{colour}": "/", "api-{colour}": "/api/"}},
         tls=tls,
     )
 
@@ -493,19 +493,34 @@ def test_settings_toml_parses_and_lists_what_init_could_not_infer() -> None:
     assert settings == {
         "project_name": "shop",
         "compose_files": ["docker-compose.yml", OVERRIDE],
-        "colour_services": ["web-{colour}"],
-        "workers": [],
-        "router_backends": ["web_{colour}"],
-        "database": "none",
-        "critical_paths": ["/", "/healthz"],
-        "load_paths": ["/"],
-        "routes": {"web-{colour}": "/"},
-        "health_paths": {"web-{colour}": "/healthz"},
-        "tls": "self-signed",
+        "services": {"colours": ["web-{colour}"], "workers": []},
+        "router": {
+            "backends": ["web_{colour}"],
+            "routes": {"web-{colour}": "/"},
+            "health_paths": {"web-{colour}": "/healthz"},
+            "tls": "self-signed",
+        },
+        "database": {"kind": "none"},
+        "gates": {"critical_paths": ["/", "/healthz"]},
+        "load": {"paths": ["/"]},
+    }
+    assert as_written(settings) == {
+        "project_name": "shop",
+        "compose_files": ["docker-compose.yml", OVERRIDE],
+        "services.colours": ["web-{colour}"],
+        "services.workers": [],
+        "router.backends": ["web_{colour}"],
+        "router.routes": {"web-{colour}": "/"},
+        "router.health_paths": {"web-{colour}": "/healthz"},
+        "router.tls": "self-signed",
+        "database.kind": "none",
+        "gates.critical_paths": ["/", "/healthz"],
+        "load.paths": ["/"],
     }
     assert "# TODO: " in text
-    assert "migrate_command" not in text  # migrations need a database, and there is none
-    assert "# db_service = " in text
+    assert "[migrations]" not in text  # migrations need a database, and there is none
+    assert "[database]\n" in text
+    assert "# service = " in text
     # Every key has its comment on the line above.
     lines = text.splitlines()
     assert all(
@@ -520,16 +535,16 @@ def test_settings_for_tls_files_ask_for_the_files() -> None:
     text = render_settings(settings_for(plan, "shop", ["c.yml"], OVERRIDE), "shop", ["c.yml"])
     assert "# tls_cert_file = " in text
     assert "# tls_key_file = " in text
-    assert tomllib.loads(text)["tls"] == "files"
+    assert tomllib.loads(text)["router"]["tls"] == "files"
 
 
 def test_settings_of_a_mysql_stack() -> None:
     plan = classify(parsed(PYTHON_MARIADB_WORKER))
     text = render_settings(settings_for(plan, "shop", ["c.yml"], OVERRIDE), "shop", ["c.yml"])
     settings = tomllib.loads(text)
-    assert (settings["database"], settings["db_service"]) == ("mysql", "mariadb")
-    assert settings["workers"] == ["worker-{colour}"]
-    assert settings["critical_paths"] == ["/"]  # /health was a guess: not a critical path
+    assert settings["database"] == {"kind": "mysql", "service": "mariadb"}
+    assert settings["services"]["workers"] == ["worker-{colour}"]
+    assert settings["gates"]["critical_paths"] == ["/"]  # /health was a guess: not critical
 
 
 # ---- the command, end to end with the fake Compose -------------------------------------------
@@ -561,7 +576,7 @@ def test_init_writes_every_file_and_says_why(shop: Path) -> None:
         assert f"wrote: {written}" in lines
     assert os.access(shop / "bluegreen/haproxy/healthcheck.sh", os.X_OK)
     assert lines[-1] == "next: pytest --bg-deploy --bg-release <id>"
-    assert any(line.startswith("to do: ") and "migrate_command" in line for line in lines)
+    assert any(line.startswith("to do: ") and "migrations.command" in line for line in lines)
     override = yaml.safe_load((shop / OVERRIDE).read_text())
     assert override["services"]["app-blue"]["build"]["context"] == "."  # never this checkout's
     assert override["services"]["app-blue"]["env_file"] == ["app.env"]
@@ -656,9 +671,11 @@ def test_existing_settings_are_left_and_compared(shop: Path) -> None:
 
 def test_tls_comes_from_the_settings_once_they_exist(shop: Path) -> None:
     do_init(shop, tls="off")
-    assert tomllib.loads((shop / "bluegreen.toml").read_text())["tls"] == "off"
+    assert tomllib.loads((shop / "bluegreen.toml").read_text())["router"]["tls"] == "off"
     assert "bind :443" not in (shop / "bluegreen/haproxy/haproxy.cfg").read_text()
-    with pytest.raises(ScaffoldError, match="--tls files, but the settings say tls = 'off'"):
+    with pytest.raises(
+        ScaffoldError, match=r"--tls files, but the settings say router\.tls = 'off'"
+    ):
         do_init(shop, tls="files")
 
 
@@ -812,7 +829,7 @@ def test_cli_init_with_options_before_or_after_the_verb(
     assert "bluegreen init: project 'shop', from other.yml" in out
     settings = tomllib.loads((root / "bluegreen.toml").read_text())
     assert settings["compose_files"] == ["other.yml", OVERRIDE]
-    assert settings["tls"] == "off"
+    assert settings["router"]["tls"] == "off"
     assert main(["init", "--project-dir", str(root)]) == 0  # the settings name other.yml
     assert "unchanged: bluegreen/docker-compose.bluegreen.yml" in capsys.readouterr().out
 

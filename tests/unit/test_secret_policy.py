@@ -111,7 +111,9 @@ def test_the_policy_takes_secret_looking_names_and_the_settings_names(
     assert policy.mask_environment(stack.environment)["APP_HOST"] == "db.internal"
     assert list(policy) == list(policy.values)  # goes wherever bare secrets go
     # Without the setting, MY_CREDS is an ordinary variable.
-    unnamed = SecretPolicy.for_config(dataclasses.replace(stack, secret_names=()))
+    unnamed = SecretPolicy.for_config(
+        dataclasses.replace(stack, reporting=dataclasses.replace(stack.reporting, secret_names=()))
+    )
     assert unnamed.values == (STRIPE,)
 
 

@@ -11,9 +11,8 @@ import pytest
 from pytest_bluegreen.adapters.engines.compose import ComposeStack, port_in_use
 from pytest_bluegreen.adapters.engines.compose_cli import Compose, PublishedPort, ServiceSpec
 from pytest_bluegreen.adapters.engines.project import repository
-from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.errors import PortInUse
-from tests.unit.reference import REFERENCE
+from tests.unit.reference import stack_config
 
 
 class StandInEngine:
@@ -65,9 +64,7 @@ SPECS = {
 def make_stack(
     tmp_path: Path, engine: StandInEngine, env: dict[str, str] | None = None
 ) -> ComposeStack:
-    config = StackConfig(
-        project_dir=tmp_path, env_file=tmp_path / ".env", env=env or {}, **REFERENCE
-    )
+    config = stack_config(tmp_path, env_file=tmp_path / ".env", env=env or {})
     return ComposeStack(config, engine=engine, compose_command=("docker-compose",))  # type: ignore[arg-type]
 
 
@@ -88,7 +85,7 @@ def test_shared_services_are_neither_a_colours_nor_optional(tmp_path: Path) -> N
 
 
 def test_a_colours_workers_are_not_shared(tmp_path: Path) -> None:
-    config = StackConfig(project_dir=tmp_path, **{**REFERENCE, "workers": ("worker-{colour}",)})
+    config = stack_config(tmp_path, services={"workers": ("worker-{colour}",)})
     stack = ComposeStack(config, engine=StandInEngine(), compose_command=("docker-compose",))  # type: ignore[arg-type]
     specs = {
         **SPECS,
