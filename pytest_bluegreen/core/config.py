@@ -105,10 +105,6 @@ class EngineSettings:
     # the live and previous colours' releases always.
     keep_releases: int = 5
 
-    @property
-    def swarm(self) -> bool:
-        return self.name == "swarm"
-
 
 @dataclass(frozen=True, slots=True)
 class ServicesSettings:

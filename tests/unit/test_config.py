@@ -446,11 +446,7 @@ def test_sections_are_read_from_their_tables(project: Path) -> None:
     )
     config = load_config(project, environ={})
     assert config.project_name == "shop"
-    assert (config.engine.name, config.engine.swarm, config.engine.keep_releases) == (
-        "swarm",
-        True,
-        2,
-    )
+    assert (config.engine.name, config.engine.keep_releases) == ("swarm", 2)
     assert config.services.release_services_of("blue") == ("api-blue", "job-blue")
     assert (config.router.backends_of("green"), config.public_url) == (
         ("api_green",),
