@@ -459,7 +459,7 @@ class Deployment:
             self.say(
                 "retire.sessions_closed",
                 f"{old} still had {drain.closed_sessions} open sessions after "
-                f"drain_timeout_s ({self.config.retire.drain_timeout_s:g}s): closed them",
+                f"retire.drain_timeout_s ({self.config.retire.drain_timeout_s:g}s): closed them",
                 level="warning",
                 closed_sessions=drain.closed_sessions,
             )

@@ -3,7 +3,8 @@
 One folder per gate, each a pytest test package driven only by the settings and the
 ``bluegreen_*`` fixtures, so a team that installs the package needs no suite of its own::
 
-    gate_suites = ["bluegreen:http", "bluegreen:latency", "bluegreen:hardening", "suites/smoke"]
+    [tool.bluegreen.gates]
+    suites = ["bluegreen:http", "bluegreen:latency", "bluegreen:hardening", "suites/smoke"]
     postdeploy_suite = "bluegreen:postdeploy"
 
 Anything without the prefix is a path under the project. The plugin passes a packaged gate's

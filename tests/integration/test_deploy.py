@@ -285,7 +285,7 @@ def test_a_hung_migration_of_the_real_database_is_killed_with_its_one_off_contai
     record = host.last()
     assert record.result == "aborted"
     assert {s.name: s.outcome for s in record.stages}["bring_up"] == "failed"
-    assert "did not finish within 5s; its container was removed (command_timeout_s: 5s)" in (
+    assert "did not finish within 5s; its container was removed (engine.command_timeout_s: 5s)" in (
         record.error or ""
     )
     assert host.answer() == before

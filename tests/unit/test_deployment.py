@@ -668,7 +668,7 @@ def test_long_lived_sessions_at_the_drain_deadline_are_closed_and_the_deploy_sta
     assert world.stack.stopped == ["backend-blue", "frontend-blue"]
     (closed,) = [e for e in world.outputs.events if e["event"] == "retire.sessions_closed"]
     assert closed["closed_sessions"] == 3
-    assert "3 open sessions after drain_timeout_s (2s)" in closed["message"]
+    assert "3 open sessions after retire.drain_timeout_s (2s)" in closed["message"]
 
 
 def test_retire_with_a_delay_leaves_the_old_colour_running_for_a_detached_stop(

@@ -267,7 +267,8 @@ class MigrationRehearsal:
             if time.monotonic() >= deadline:
                 raise DeployError(
                     f"the scratch database server ({spec.image}) was not ready after "
-                    f"{timeout:g}s (healthy_timeout_s); its healthcheck said:\n{last[-2000:]}"
+                    f"{timeout:g}s (engine.healthy_timeout_s); its healthcheck said:\n"
+                    f"{last[-2000:]}"
                 )
             time.sleep(0.5)
 

@@ -230,7 +230,7 @@ class ComposeStack:
             self.compose.build(services, timeout=self.config.engine.build_timeout_s)
         except CommandTimeout as exc:
             raise CommandTimeout(
-                f"{exc} (build_timeout_s: {self.config.engine.build_timeout_s:g}s)"
+                f"{exc} (engine.build_timeout_s: {self.config.engine.build_timeout_s:g}s)"
             ) from None
 
     def recreate(self, services: Sequence[str]) -> None:
@@ -356,7 +356,7 @@ class ComposeStack:
                 self.compose.run_once(service, command, timeout=cfg.engine.command_timeout_s)
             except CommandTimeout as exc:
                 raise CommandTimeout(
-                    f"{exc}; its container was removed (command_timeout_s: "
+                    f"{exc}; its container was removed (engine.command_timeout_s: "
                     f"{cfg.engine.command_timeout_s:g}s)"
                 ) from None
 

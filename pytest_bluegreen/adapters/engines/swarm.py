@@ -320,7 +320,7 @@ class SwarmStack:
             compose.build(services, timeout=self.config.engine.build_timeout_s)
         except CommandTimeout as exc:
             raise CommandTimeout(
-                f"{exc} (build_timeout_s: {self.config.engine.build_timeout_s:g}s)"
+                f"{exc} (engine.build_timeout_s: {self.config.engine.build_timeout_s:g}s)"
             ) from None
         self.progress(f"pushing {', '.join(services)} to the registry")
         compose.run("push", *services, timeout=self.config.engine.build_timeout_s)
