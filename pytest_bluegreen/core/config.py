@@ -42,6 +42,8 @@ DATABASE_DEFAULTS: Final[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
 TLS_MODES: Final = ("self-signed", "files", "off")
 # Container engines a deploy drives: Compose on one host, or the services of a Docker Swarm stack.
 ENGINES: Final = ("compose", "swarm")
+# Load generators that drive users' requests across the switch.
+LOAD_GENERATORS: Final = ("locust",)
 # Container hardening checks of the hardening gate, and what each does by default.
 HARDENING_DEFAULTS: Final = {"non_root": "gate", "limits": "warn", "secret_files": "gate"}
 ENV_REFERENCE: Final = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)\}")
@@ -69,6 +71,7 @@ class Rule:
     """What a setting must be beyond its type, and its flat key from before sections."""
 
     flat: str = ""  # its key directly under [tool.bluegreen] before sections ("": its own name)
+    new: bool = False  # a key that came with the sections: it has no flat spelling
     choices: tuple[str, ...] = ()  # the value (of a table: each value) is one of these
     keys: tuple[str, ...] = ()  # a table's keys are among these
     may_be_empty: bool = False  # a list that may be empty
@@ -258,6 +261,8 @@ class LoadSettings:
     p99 before it.
     """
 
+    # What sends the requests (adapters/load's registry): Locust, in a process of its own.
+    generator: str = field(default="locust", metadata=rule(new=True, choices=LOAD_GENERATORS))
     users: int = field(default=4, metadata=rule(flat="load_users", zero=True))
     user_rps: float = field(default=5.0, metadata=rule(flat="load_user_rps"))
     window_s: float = field(default=3.0, metadata=rule(flat="load_window_s"))
@@ -506,9 +511,15 @@ SCHEMA: Final[dict[str, dict[str, Key]]] = {
 }
 # Each section key's flat spelling from before sections, still read.
 FLAT: Final[dict[str, Key]] = {
-    key.flat: key for name, keys in SCHEMA.items() if name for key in keys.values()
+    key.flat: key
+    for name, keys in SCHEMA.items()
+    if name
+    for key in keys.values()
+    if not key.rule.new
 }
-assert len(FLAT) == sum(len(keys) for name, keys in SCHEMA.items() if name), "flat keys collide"
+assert len(FLAT) == sum(
+    1 for name, keys in SCHEMA.items() if name for key in keys.values() if not key.rule.new
+), "flat keys collide"
 assert not FLAT.keys() & SCHEMA[""].keys(), "a flat key is a stack key"
 
 

@@ -22,7 +22,7 @@ from pytest_bluegreen.adapters.load.locust_runner import LoadRun
 from pytest_bluegreen.adapters.routers import kind_of, router_for
 from pytest_bluegreen.adapters.routers.haproxy import HAProxyRouter
 from pytest_bluegreen.adapters.routers.haproxy_replicas import ReplicatedRouter
-from pytest_bluegreen.core.config import StackConfig
+from pytest_bluegreen.core.config import StackConfig, load_config
 from pytest_bluegreen.core.errors import ConfigError
 from pytest_bluegreen.core.ports import Router
 from tests.unit.reference import stack_config
@@ -84,8 +84,18 @@ def test_the_load_registry_gives_locust_on_the_public_url(tmp_path: Path) -> Non
     load = open_load(config, max_seconds=12)
     assert isinstance(load, LoadRun)
     assert (load.url, load.max_seconds, load.users) == (config.public_url, 12, config.load.users)
+    unknown = stack_config(tmp_path, load={"generator": "k6"})  # past the settings' own check
     with pytest.raises(ConfigError, match=r"unknown load generator 'k6': .* are locust$"):
-        open_load(config, 12, kind="k6")
+        open_load(unknown, 12)
+
+
+def test_the_settings_name_the_load_generator(tmp_path: Path) -> None:
+    (tmp_path / "docker-compose.blue-green.yml").touch()
+    (tmp_path / "bluegreen.toml").write_text('[load]\ngenerator = "k6"\n')
+    with pytest.raises(ConfigError, match=r"bluegreen.load.generator must be one of locust"):
+        load_config(tmp_path, environ={})
+    (tmp_path / "bluegreen.toml").write_text('[load]\ngenerator = "locust"\n')
+    assert load_config(tmp_path, environ={}).load.generator == "locust"
 
 
 @pytest.mark.parametrize(

@@ -9,11 +9,10 @@ from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.ports import LoadGenerator
 
 LOADS: Final = {"locust": "pytest_bluegreen.adapters.load.locust_runner:locust_load"}
-# The settings name no load generator yet: Locust is the one there is.
-DEFAULT_LOAD: Final = "locust"
 
 
-def open_load(config: StackConfig, max_seconds: float, kind: str = DEFAULT_LOAD) -> LoadGenerator:
-    """The load generator ``kind`` on the settings' public URL; it stops by itself."""
+def open_load(config: StackConfig, max_seconds: float) -> LoadGenerator:
+    """The settings' load generator (``load.generator``) on the public URL; it stops by itself."""
+    kind = config.load.generator
     generator: LoadGenerator = load(entry(LOADS, kind, "load generator"))(config, max_seconds)
     return generator
