@@ -28,6 +28,7 @@ from tests.harness import (
     REPO,
     StackUser,
     Throwaway,
+    merged,
     ports,
     short_home,
     throwaway_stack,
@@ -114,12 +115,15 @@ def test_the_rehearsal_never_reaches_the_live_database(host: StackUser) -> None:
     before = live_migrations(host)
     assert not marker_in(host)
     release = host.idle_override("database-url", DATABASE_URL_YAML)
-    table = {
-        **host.throwaway.table(),
-        "compose_files": [*host.throwaway.table()["compose_files"], str(release)],
-        "migrate_command": ["python3", "-c", MARKER_PY + MIGRATE_PY],
-        "rehearsal_env": {},  # the settings name no variable: isolation by construction
-    }
+    own = host.throwaway.table()
+    table = merged(
+        own,
+        {
+            "compose_files": [*own["compose_files"], str(release)],
+            "migrate_command": ["python3", "-c", MARKER_PY + MIGRATE_PY],
+            "rehearsal_env": {},  # the settings name no variable: isolation by construction
+        },
+    )
     settings = write_settings(host.home / "proof.toml", table)
     config = load_config(REPO, settings, environ=host.throwaway.environ)
     compose_host = StackAdapters(config)
