@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pytest_bluegreen import commands
-from pytest_bluegreen.adapters.engines import Progress
 from pytest_bluegreen.core.colours import COLOURS, Colour
 from pytest_bluegreen.core.config import load_config
 from pytest_bluegreen.core.errors import BluegreenError
+from pytest_bluegreen.core.ports import Progress
 from pytest_bluegreen.plugin import release_id
 from pytest_bluegreen.scaffold.doctor import run_doctor
 from pytest_bluegreen.scaffold.haproxy_cfg import TLS_MODES

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Final
 
-from pytest_bluegreen.adapters.engines import Engine, Progress, open_engine
+from pytest_bluegreen.adapters.engines import Engine, open_engine
 from pytest_bluegreen.adapters.engines.compose_cli import detect_compose_command
 from pytest_bluegreen.adapters.host import StackAdapters
 from pytest_bluegreen.adapters.routers import kind_of, router_for
@@ -19,7 +19,7 @@ from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.deployment import Deployment
 from pytest_bluegreen.core.errors import BluegreenError, LockError
 from pytest_bluegreen.core.lock import DeployLock
-from pytest_bluegreen.core.ports import DeployObserver, NoObserver
+from pytest_bluegreen.core.ports import DeployObserver, NoObserver, Progress
 from pytest_bluegreen.core.record import DeployRecord, RecordStore, new_deploy_id, utc_timestamp
 from pytest_bluegreen.core.rollback import MANUAL_ROLLBACK, Rollback
 from pytest_bluegreen.core.state import load_state, save_state

@@ -11,14 +11,14 @@ from pathlib import Path
 
 from pytest_bluegreen.adapters.databases import DatabaseAdapter, open_database
 from pytest_bluegreen.adapters.databases.rehearsal import MigrationRehearsal
-from pytest_bluegreen.adapters.engines import Engine, Progress, open_engine
+from pytest_bluegreen.adapters.engines import Engine, open_engine
 from pytest_bluegreen.adapters.load import open_load
 from pytest_bluegreen.adapters.routers import MapRouter, router_for
 from pytest_bluegreen.checks.probe import check_colour_serves
 from pytest_bluegreen.core.colours import Colour
 from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.errors import DeployError
-from pytest_bluegreen.core.ports import LoadGenerator
+from pytest_bluegreen.core.ports import LoadGenerator, Progress
 
 
 class StackAdapters:

@@ -29,6 +29,7 @@ from pytest_bluegreen.core.ports import (
     NoObserver,
     NotificationKind,
     Outputs,
+    Progress,
     Rehearsal,
     Stack,
 )
@@ -36,7 +37,6 @@ from pytest_bluegreen.core.record import DeployRecord, RecordStore, new_deploy_i
 from pytest_bluegreen.core.rollback import DEPLOY_ROLLBACK, Rollback, RollbackResult
 from pytest_bluegreen.core.state import ColourState, load_state, save_state
 
-Progress = Callable[[str], None]
 RECORD_SAVE_EVERY_S = 1.0  # while a stage's tests pass: its counts saved at most this often
 
 

@@ -8,7 +8,7 @@ Locust, the reporting outputs) and by fakes in the unit tests of the decisions; 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -18,6 +18,8 @@ from pytest_bluegreen.core.load_figures import Sample
 from pytest_bluegreen.core.record import DeployRecord
 
 NotificationKind = Literal["start", "success", "failure", "rollback"]
+# Where a long step says how it goes, one line at a time (the terminal, a log).
+Progress = Callable[[str], None]
 
 # -- values ----------------------------------------------------------------------------------
 

@@ -7,18 +7,16 @@ one it is.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar, Final, Protocol, cast
 
 from pytest_bluegreen.adapters.registry import entry, load
 from pytest_bluegreen.core.colours import Colour
 from pytest_bluegreen.core.config import StackConfig
-from pytest_bluegreen.core.ports import Router, Stack
+from pytest_bluegreen.core.ports import Progress, Router, Stack
 
 if TYPE_CHECKING:
     from pytest_bluegreen.adapters.engines.project import Project
-
-Progress = Callable[[str], None]
 
 ENGINES: Final = {
     "compose": "pytest_bluegreen.adapters.engines.compose:ComposeStack",

@@ -21,7 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final
 
-from pytest_bluegreen.adapters.engines import Progress
 from pytest_bluegreen.adapters.engines.compose_cli import Compose, ServiceSpec
 from pytest_bluegreen.adapters.engines.docker_api import DockerEngine
 from pytest_bluegreen.adapters.routers.haproxy import (
@@ -35,6 +34,7 @@ from pytest_bluegreen.checks.probe import check_colour_serves
 from pytest_bluegreen.core.colours import COLOURS, Colour
 from pytest_bluegreen.core.config import StackConfig, read_env_file
 from pytest_bluegreen.core.errors import ConfigError, StackError
+from pytest_bluegreen.core.ports import Progress
 from pytest_bluegreen.reporting.secrets import is_secret_name
 
 # Always generated into a new env file: the router's stats password.

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import yaml
 
-from pytest_bluegreen.adapters.engines import Engine, Progress
+from pytest_bluegreen.adapters.engines import Engine
 from pytest_bluegreen.adapters.engines.compose_cli import ServiceSpec, detect_compose_command
 from pytest_bluegreen.adapters.engines.docker_api import DockerEngine
 from pytest_bluegreen.adapters.engines.docker_run import DockerCLI
@@ -39,7 +39,7 @@ from pytest_bluegreen.adapters.routers.haproxy_replicas import Replica, Replicat
 from pytest_bluegreen.core.colours import COLOURS, Colour
 from pytest_bluegreen.core.config import StackConfig
 from pytest_bluegreen.core.errors import CommandTimeout, ConfigError, DockerUnavailable, StackError
-from pytest_bluegreen.core.ports import ContainerState, Router
+from pytest_bluegreen.core.ports import ContainerState, Progress, Router
 
 STACK_LABEL: Final = "com.docker.stack.namespace"
 SERVICE_LABEL: Final = "com.docker.swarm.service.name"
