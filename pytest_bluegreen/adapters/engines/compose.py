@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, ClassVar, Final
 
-from pytest_bluegreen.adapters.engines import Engine, Progress
+from pytest_bluegreen.adapters.engines import Engine
 from pytest_bluegreen.adapters.engines.compose_cli import (
     Compose,
     PublishedPort,
@@ -32,7 +32,7 @@ from pytest_bluegreen.adapters.routers.haproxy import wait_ready, write_map_file
 from pytest_bluegreen.core.colours import Colour
 from pytest_bluegreen.core.config import PORT_SETTINGS, StackConfig
 from pytest_bluegreen.core.errors import BluegreenError, CommandTimeout, PortInUse, StackError
-from pytest_bluegreen.core.ports import ContainerState, Router
+from pytest_bluegreen.core.ports import ContainerState, Progress, Router
 
 HAPROXY_CONFIG_IN_CONTAINER: Final = "/usr/local/etc/haproxy/haproxy.cfg"
 # A revive asks HAProxy's runtime API this often: each wait is time users spend on the colour
